@@ -1,0 +1,35 @@
+/* Time-bounded cache of message IDs seen, for duplicate suppression.
+ *
+ * IDs are kept in insertion order in a ring and indexed by an open-addressing
+ * hash table. An ID is forgotten when it is older than the TTL or when the
+ * ring is full (the oldest goes first), so memory is fixed at creation and a
+ * flood of new IDs cannot grow it. */
+#ifndef PM_CORE_DEDUP_H
+#define PM_CORE_DEDUP_H
+
+#include <stdint.h>
+
+#include "peermesh/alloc.h"
+#include "peermesh/node.h"
+
+typedef struct pm_dedup pm_dedup;
+
+/* `capacity` IDs at most, each kept `ttl_ms`. Returns NULL when out of
+ * memory or capacity is 0. */
+pm_dedup *pm_dedup_new(const pm_allocator *alloc, uint32_t capacity,
+                       uint64_t ttl_ms);
+void pm_dedup_free(pm_dedup *d);
+
+/* Records `id` seen at `now`. Returns 1 if it was new, 0 if already known
+ * (the original time is kept). */
+int pm_dedup_insert(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN], uint64_t now);
+/* 1 if `id` is known and not expired at `now`. */
+int pm_dedup_contains(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN],
+                      uint64_t now);
+/* Forgets IDs older than the TTL. */
+void pm_dedup_expire(pm_dedup *d, uint64_t now);
+uint32_t pm_dedup_count(const pm_dedup *d);
+/* When the oldest ID expires, or PM_DEADLINE_NONE when empty. */
+uint64_t pm_dedup_deadline(const pm_dedup *d);
+
+#endif

@@ -1,0 +1,71 @@
+/* Bodies of the link and mesh frames (docs/PROTOCOL.md, "Messages").
+ *
+ * Each pm_msg_write_* appends one whole frame to a pm_buf; each pm_msg_read_*
+ * decodes the payload of a frame already cut by pm_frame_parse. Decoded views
+ * (strings, bodies) point into the frame and live as long as its bytes. */
+#ifndef PM_CORE_MSG_H
+#define PM_CORE_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "frame.h"
+#include "peermesh/node.h"
+
+#define PM_MAX_REFERRALS 10
+
+typedef struct pm_msg_hello {
+  const char *mesh; /* view, not NUL-terminated */
+  size_t mesh_len;
+  uint8_t node_id[PM_NODE_ID_LEN];
+  uint16_t listen_port; /* 0: the sender accepts no links */
+  uint32_t features;    /* reserved, 0 */
+} pm_msg_hello;
+
+typedef struct pm_msg_referral {
+  uint8_t node_id[PM_NODE_ID_LEN];
+  char addr[PM_ADDR_MAX + 1]; /* NUL-terminated, validated */
+} pm_msg_referral;
+
+/* Welcome, Refuse and Disconnect share one shape; Welcome's reason is 0. */
+typedef struct pm_msg_referrals {
+  uint8_t reason; /* enum pm_close_reason */
+  uint8_t count;
+  pm_msg_referral items[PM_MAX_REFERRALS];
+} pm_msg_referrals;
+
+typedef struct pm_msg_flood {
+  uint8_t id[PM_MSG_ID_LEN];
+  uint8_t origin[PM_NODE_ID_LEN];
+  uint64_t seq;
+  uint64_t time_ms;
+  uint8_t has_hop_limit;
+  uint32_t hop_limit; /* hops this copy may still travel */
+  uint16_t hops;      /* hops travelled so far */
+  const char *action;
+  size_t action_len;
+  const uint8_t *body;
+  size_t body_len;
+} pm_msg_flood;
+
+int pm_msg_write_hello(pm_buf *b, const pm_msg_hello *m) PM_MUST_CHECK;
+int pm_msg_read_hello(const pm_frame *f, pm_msg_hello *m) PM_MUST_CHECK;
+
+/* type is PM_FRAME_WELCOME, PM_FRAME_REFUSE or PM_FRAME_DISCONNECT. */
+int pm_msg_write_referrals(pm_buf *b, uint8_t type,
+                           const pm_msg_referrals *m) PM_MUST_CHECK;
+int pm_msg_read_referrals(const pm_frame *f, pm_msg_referrals *m) PM_MUST_CHECK;
+
+/* Connect and Ping carry no body. */
+int pm_msg_write_empty(pm_buf *b, uint8_t type) PM_MUST_CHECK;
+
+int pm_msg_write_flood(pm_buf *b, const pm_msg_flood *m) PM_MUST_CHECK;
+int pm_msg_read_flood(const pm_frame *f, pm_msg_flood *m) PM_MUST_CHECK;
+
+/* The message ID: BLAKE2b-256 over the origin, sequence, time, action and
+ * body, each length-prefixed as on the wire. The hop fields are excluded
+ * because relays change them. */
+void pm_msg_flood_id(const pm_msg_flood *m, uint8_t out[PM_MSG_ID_LEN]);
+
+#endif

@@ -1,0 +1,1046 @@
+/* The mesh node core (see peermesh/node.h and docs/PROTOCOL.md).
+ *
+ * A node owns its links and a set of candidate addresses. Every input ends
+ * with maintain(), which dials candidates while the node has fewer than its
+ * ideal number of neighbours and asks for a resolve when it has none left to
+ * try. Outputs and events are queued in arrays drained by the application. */
+#include <string.h>
+
+#include "addr.h"
+#include "dedup.h"
+#include "frame.h"
+#include "msg.h"
+#include "peermesh/node.h"
+#include "wire.h"
+
+#define DEFAULT_MIN 2
+#define DEFAULT_IDEAL 3
+#define DEFAULT_MAX 7
+#define MAX_CANDIDATES 64
+#define CANDIDATE_GIVE_UP 5      /* failures before an unpinned address goes */
+#define CONNECT_TIMEOUT_MS 10000 /* hello + connect must finish within this */
+#define PING_INTERVAL_MS 15000   /* ping a link idle this long */
+#define IDLE_TIMEOUT_MS 45000    /* close a link silent this long */
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define RESOLVE_FAST_MS 2000  /* below min neighbours */
+#define RESOLVE_SLOW_MS 30000 /* between min and ideal */
+#define DEDUP_CAPACITY 65536
+#define DEDUP_TTL_MS (5 * 60 * 1000)
+
+enum link_state {
+  LINK_HELLO,      /* waiting for the peer's Hello */
+  LINK_CONNECTING, /* Hello exchanged; Connect / Welcome pending */
+  LINK_CONNECTED,  /* a neighbour: floods flow */
+  LINK_CLOSED,     /* close queued; freed when the close output drains */
+};
+
+typedef struct link {
+  uint32_t id;
+  int outbound;
+  enum link_state state;
+  int have_hello;
+  uint8_t peer[PM_NODE_ID_LEN];
+  char remote_host[PM_ADDR_MAX + 1];
+  char dial_addr[PM_ADDR_MAX + 1]; /* outbound only */
+  char peer_addr[PM_ADDR_MAX + 1]; /* where the peer accepts links, or "" */
+  pm_buf in;
+  pm_buf out;
+  int send_queued;
+  uint64_t opened_at;
+  uint64_t last_recv;
+  uint64_t last_send;
+} link;
+
+typedef struct candidate {
+  char addr[PM_ADDR_MAX + 1];
+  uint8_t node_id[PM_NODE_ID_LEN];
+  int has_id;
+  int pinned;
+  int self;
+  int dialing;
+  uint32_t failures;
+  uint64_t next_try;
+} candidate;
+
+typedef struct out_item {
+  int kind;
+  uint32_t link_id;
+  char addr[PM_ADDR_MAX + 1];
+} out_item;
+
+typedef struct ev_item {
+  pm_event ev;
+  char action[PM_ACTION_MAX + 1];
+  char addr[PM_ADDR_MAX + 1];
+  uint8_t *body; /* owned */
+} ev_item;
+
+struct pm_node {
+  const pm_allocator *alloc;
+  char mesh[PM_MESH_NAME_MAX + 1];
+  uint8_t id[PM_NODE_ID_LEN];
+  uint16_t listen_port;
+  unsigned min_n, ideal_n, max_n;
+  uint64_t (*random)(void *ud);
+  void *random_ud;
+  int left;
+  int online;
+
+  link **links;
+  size_t nlinks, links_cap;
+  uint32_t next_link_id;
+
+  candidate cands[MAX_CANDIDATES];
+  size_t ncands;
+  uint64_t next_resolve;
+  unsigned dials_in_flight; /* DIAL outputs not yet answered by the app */
+
+  out_item *outq;
+  size_t outq_head, outq_len, outq_cap;
+  pm_buf scratch; /* data of the last SEND output */
+  char out_addr[PM_ADDR_MAX + 1];
+
+  ev_item *evq;
+  size_t evq_head, evq_len, evq_cap;
+  ev_item ev_current; /* the event last returned; owns its body */
+
+  pm_dedup *seen;
+  uint64_t seq;
+  pm_node_stats stats;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void *mem_alloc(pm_node *n, size_t size) {
+  return n->alloc->realloc(n->alloc->ud, NULL, size);
+}
+
+static void mem_free(pm_node *n, void *p) {
+  if (p)
+    n->alloc->realloc(n->alloc->ud, p, 0);
+}
+
+static uint64_t rnd(pm_node *n, uint64_t bound) {
+  return bound ? n->random(n->random_ud) % bound : 0;
+}
+
+static int mesh_name_ok(const char *s) {
+  size_t len = strlen(s);
+  if (len == 0 || len > PM_MESH_NAME_MAX)
+    return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+  size_t n = src ? strlen(src) : 0;
+  if (n >= cap)
+    n = cap - 1;
+  if (n)
+    memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+const char *pm_close_reason_name(int reason) {
+  switch (reason) {
+  case PM_CLOSE_NONE:
+    return "none";
+  case PM_CLOSE_LEAVING:
+    return "leaving";
+  case PM_CLOSE_NOT_USEFUL:
+    return "not_useful";
+  case PM_CLOSE_DUPLICATE_NEIGHBOR:
+    return "duplicate_neighbor";
+  case PM_CLOSE_DUPLICATE_NODE_ID:
+    return "duplicate_node_id";
+  case PM_CLOSE_NODE_BUSY:
+    return "node_busy";
+  case PM_CLOSE_CONNECT_TIMEOUT:
+    return "connect_timeout";
+  case PM_CLOSE_PROTOCOL_ERROR:
+    return "protocol_error";
+  case PM_CLOSE_IDLE_TIMEOUT:
+    return "idle_timeout";
+  case PM_CLOSE_TRANSPORT:
+    return "transport";
+  default:
+    return "unknown";
+  }
+}
+
+/* ---- queues --------------------------------------------------------------
+ * Both queues are rings that double when full. They grow only with work the
+ * application has not drained yet, which it does after every call. */
+
+static int ring_grow(pm_node *n, void **arr, size_t *head, size_t len,
+                     size_t *cap, size_t elem) {
+  if (len < *cap)
+    return 0;
+  size_t ncap = *cap ? *cap * 2 : 16;
+  uint8_t *na = mem_alloc(n, ncap * elem);
+  if (!na)
+    return PM_ERR_NOMEM;
+  for (size_t i = 0; i < len; i++)
+    memcpy(na + i * elem, (uint8_t *)*arr + ((*head + i) % *cap) * elem, elem);
+  mem_free(n, *arr);
+  *arr = na;
+  *head = 0;
+  *cap = ncap;
+  return 0;
+}
+
+static out_item *push_out(pm_node *n, int kind, uint32_t link_id) {
+  if (ring_grow(n, (void **)&n->outq, &n->outq_head, n->outq_len, &n->outq_cap,
+                sizeof(out_item)))
+    return NULL;
+  out_item *o = &n->outq[(n->outq_head + n->outq_len++) % n->outq_cap];
+  memset(o, 0, sizeof *o);
+  o->kind = kind;
+  o->link_id = link_id;
+  return o;
+}
+
+static ev_item *push_event(pm_node *n, int kind) {
+  if (ring_grow(n, (void **)&n->evq, &n->evq_head, n->evq_len, &n->evq_cap,
+                sizeof(ev_item)))
+    return NULL;
+  ev_item *e = &n->evq[(n->evq_head + n->evq_len++) % n->evq_cap];
+  memset(e, 0, sizeof *e);
+  e->ev.kind = kind;
+  return e;
+}
+
+/* ---- links --------------------------------------------------------------- */
+
+static link *find_link(pm_node *n, uint32_t id) {
+  for (size_t i = 0; i < n->nlinks; i++)
+    if (n->links[i]->id == id)
+      return n->links[i];
+  return NULL;
+}
+
+static unsigned count_state(const pm_node *n, enum link_state st) {
+  unsigned c = 0;
+  for (size_t i = 0; i < n->nlinks; i++)
+    if (n->links[i]->state == st)
+      c++;
+  return c;
+}
+
+static void free_link(pm_node *n, link *l) {
+  for (size_t i = 0; i < n->nlinks; i++) {
+    if (n->links[i] == l) {
+      n->links[i] = n->links[--n->nlinks];
+      break;
+    }
+  }
+  pm_buf_free(&l->in);
+  pm_buf_free(&l->out);
+  mem_free(n, l);
+}
+
+/* Marks that a link has bytes to send. Failure to queue is fatal for the
+ * link only when memory is exhausted, which the caller sees via out.err. */
+static void want_send(pm_node *n, link *l, uint64_t now) {
+  l->last_send = now;
+  if (l->send_queued || l->out.len == 0)
+    return;
+  if (push_out(n, PM_OUT_SEND, l->id))
+    l->send_queued = 1;
+}
+
+static void update_online(pm_node *n) {
+  int online = count_state(n, LINK_CONNECTED) > 0;
+  if (online == n->online)
+    return;
+  n->online = online;
+  push_event(n, online ? PM_EV_ONLINE : PM_EV_OFFLINE);
+}
+
+static candidate *find_candidate(pm_node *n, const char *addr) {
+  for (size_t i = 0; i < n->ncands; i++)
+    if (strcmp(n->cands[i].addr, addr) == 0)
+      return &n->cands[i];
+  return NULL;
+}
+
+static void drop_candidate(pm_node *n, candidate *c) {
+  size_t i = (size_t)(c - n->cands);
+  n->cands[i] = n->cands[--n->ncands];
+}
+
+static uint64_t backoff(pm_node *n, uint32_t failures) {
+  uint64_t d = BACKOFF_MIN_MS;
+  for (uint32_t i = 1; i < failures && d < BACKOFF_MAX_MS; i++)
+    d *= 2;
+  if (d > BACKOFF_MAX_MS)
+    d = BACKOFF_MAX_MS;
+  return d + rnd(n, d / 2 + 1); /* jitter keeps nodes from dialling in step */
+}
+
+/* A dial to `addr` ended; `ok` when it became a neighbour. */
+static void candidate_done(pm_node *n, uint64_t now, const char *addr, int ok) {
+  candidate *c = find_candidate(n, addr);
+  if (!c)
+    return;
+  c->dialing = 0;
+  if (ok) {
+    c->failures = 0;
+    c->next_try = now + backoff(n, 1);
+    return;
+  }
+  c->failures++;
+  if (!c->pinned && c->failures >= CANDIDATE_GIVE_UP) {
+    drop_candidate(n, c);
+    return;
+  }
+  c->next_try = now + backoff(n, c->failures);
+}
+
+static void close_link(pm_node *n, link *l, uint64_t now, int reason,
+                       uint8_t send_frame, const pm_msg_referrals *refs) {
+  if (l->state == LINK_CLOSED)
+    return;
+  if (send_frame) {
+    pm_msg_referrals none;
+    if (!refs) {
+      memset(&none, 0, sizeof none);
+      refs = &none;
+    }
+    pm_msg_referrals r = *refs;
+    r.reason = (uint8_t)reason;
+    if (pm_msg_write_referrals(&l->out, send_frame, &r) == 0)
+      want_send(n, l, now);
+  }
+  int was_connected = l->state == LINK_CONNECTED;
+  l->state = LINK_CLOSED;
+  if (l->outbound)
+    candidate_done(n, now, l->dial_addr, was_connected);
+  if (was_connected) {
+    ev_item *e = push_event(n, PM_EV_NEIGHBOR_DOWN);
+    if (e) {
+      memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
+      copy_str(e->addr, sizeof e->addr, l->peer_addr);
+      e->ev.reason = reason;
+      e->ev.link_id = l->id;
+    }
+  }
+  push_out(n, PM_OUT_CLOSE, l->id);
+  update_online(n);
+}
+
+/* Closes a link for a protocol violation and reports it. */
+static int link_error(pm_node *n, link *l, uint64_t now, int err) {
+  n->stats.invalid++;
+  ev_item *e = push_event(n, PM_EV_LINK_ERROR);
+  if (e) {
+    e->ev.error = err;
+    e->ev.reason = PM_CLOSE_PROTOCOL_ERROR;
+    e->ev.link_id = l->id;
+    memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
+    copy_str(e->addr, sizeof e->addr,
+             l->peer_addr[0]
+                 ? l->peer_addr
+                 : (l->dial_addr[0] ? l->dial_addr : l->remote_host));
+  }
+  close_link(n, l, now, PM_CLOSE_PROTOCOL_ERROR, 0, NULL);
+  return err;
+}
+
+/* Up to PM_MAX_REFERRALS connected neighbours other than `except`, chosen
+ * at random (PeerChannel sent its oldest, which skews joiners toward them). */
+static void pick_referrals(pm_node *n, const link *except,
+                           pm_msg_referrals *out) {
+  memset(out, 0, sizeof *out);
+  link *pool[64];
+  size_t np = 0;
+  for (size_t i = 0; i < n->nlinks && np < 64; i++) {
+    link *l = n->links[i];
+    if (l != except && l->state == LINK_CONNECTED && l->peer_addr[0])
+      pool[np++] = l;
+  }
+  while (np && out->count < PM_MAX_REFERRALS) {
+    size_t k = (size_t)rnd(n, np);
+    memcpy(out->items[out->count].node_id, pool[k]->peer, PM_NODE_ID_LEN);
+    copy_str(out->items[out->count].addr, PM_ADDR_MAX + 1, pool[k]->peer_addr);
+    out->count++;
+    pool[k] = pool[--np];
+  }
+}
+
+static void learn_referrals(pm_node *n, uint64_t now,
+                            const pm_msg_referrals *r) {
+  /* A full candidate table just means this referral is not kept. */
+  for (unsigned i = 0; i < r->count; i++)
+    if (pm_node_add_peer(n, now, r->items[i].addr, r->items[i].node_id, 0))
+      continue;
+}
+
+static void become_connected(pm_node *n, link *l) {
+  l->state = LINK_CONNECTED;
+  ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
+  if (e) {
+    memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
+    copy_str(e->addr, sizeof e->addr, l->peer_addr);
+    e->ev.link_id = l->id;
+  }
+  /* Remember the peer's id for its address so it is not dialled twice. */
+  if (l->outbound) {
+    candidate *c = find_candidate(n, l->dial_addr);
+    if (c) {
+      memcpy(c->node_id, l->peer, PM_NODE_ID_LEN);
+      c->has_id = 1;
+    }
+  }
+  update_online(n);
+}
+
+/* The frame that closes a link politely: Refuse from a responder that has
+ * not welcomed the peer yet, Disconnect once connected or from the
+ * initiator, nothing before the Hellos. */
+static uint8_t goodbye_frame(const link *l) {
+  if (l->state == LINK_CONNECTED ||
+      (l->state == LINK_CONNECTING && l->outbound))
+    return PM_FRAME_DISCONNECT;
+  if (l->state == LINK_CONNECTING)
+    return PM_FRAME_REFUSE;
+  return 0;
+}
+
+/* ---- frame handlers --------------------------------------------------------
+ */
+
+static int on_hello(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  pm_msg_hello h;
+  int rc = pm_msg_read_hello(f, &h);
+  if (rc)
+    return link_error(n, l, now, rc);
+  if (l->have_hello)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  if (h.mesh_len != strlen(n->mesh) || memcmp(h.mesh, n->mesh, h.mesh_len))
+    return link_error(n, l, now, PM_ERR_WRONG_MESH);
+  memcpy(l->peer, h.node_id, PM_NODE_ID_LEN);
+  l->have_hello = 1;
+  if (memcmp(h.node_id, n->id, PM_NODE_ID_LEN) == 0) {
+    if (l->outbound) {
+      candidate *c = find_candidate(n, l->dial_addr);
+      if (c)
+        c->self = 1;
+    }
+    return link_error(n, l, now, PM_ERR_SELF);
+  }
+  if (h.listen_port && l->remote_host[0] &&
+      pm_addr_format(l->peer_addr, l->remote_host, h.listen_port) != 0)
+    l->peer_addr[0] = '\0';
+
+  /* Two links to one node: both ends close the same one. If one side dialled
+   * both, the newer goes; otherwise the link dialled by the larger ID goes. */
+  for (size_t i = 0; i < n->nlinks; i++) {
+    link *o = n->links[i];
+    if (o == l || o->state == LINK_CLOSED || !o->have_hello ||
+        memcmp(o->peer, l->peer, PM_NODE_ID_LEN) != 0)
+      continue;
+    link *loser = l;
+    if (o->outbound != l->outbound) {
+      const uint8_t *l_dialer = l->outbound ? n->id : l->peer;
+      const uint8_t *other = l->outbound ? l->peer : n->id;
+      loser = memcmp(l_dialer, other, PM_NODE_ID_LEN) > 0 ? l : o;
+    }
+    close_link(n, loser, now, PM_CLOSE_DUPLICATE_NEIGHBOR, goodbye_frame(loser),
+               NULL);
+    if (loser == l)
+      return 0;
+    break;
+  }
+
+  l->state = LINK_CONNECTING;
+  if (l->outbound) {
+    if (count_state(n, LINK_CONNECTED) >= n->max_n) {
+      close_link(n, l, now, PM_CLOSE_NODE_BUSY, 0, NULL);
+      return 0;
+    }
+    if (pm_msg_write_empty(&l->out, PM_FRAME_CONNECT) == 0)
+      want_send(n, l, now);
+  }
+  return 0;
+}
+
+static int on_connect(pm_node *n, link *l, uint64_t now) {
+  if (l->outbound || l->state != LINK_CONNECTING)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  pm_msg_referrals refs;
+  pick_referrals(n, l, &refs);
+  if (count_state(n, LINK_CONNECTED) >= n->max_n) {
+    close_link(n, l, now, PM_CLOSE_NODE_BUSY, PM_FRAME_REFUSE, &refs);
+    return 0;
+  }
+  if (pm_msg_write_referrals(&l->out, PM_FRAME_WELCOME, &refs) != 0)
+    return link_error(n, l, now, PM_ERR_NOMEM);
+  want_send(n, l, now);
+  become_connected(n, l);
+  return 0;
+}
+
+static int on_referrals(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  pm_msg_referrals r;
+  int rc = pm_msg_read_referrals(f, &r);
+  if (rc)
+    return link_error(n, l, now, rc);
+  if (f->type == PM_FRAME_WELCOME) {
+    if (!l->outbound || l->state != LINK_CONNECTING)
+      return link_error(n, l, now, PM_ERR_UNEXPECTED);
+    learn_referrals(n, now, &r);
+    /* Inbound links may have filled the node while this Welcome travelled. */
+    if (count_state(n, LINK_CONNECTED) >= n->max_n) {
+      close_link(n, l, now, PM_CLOSE_NODE_BUSY, PM_FRAME_DISCONNECT, NULL);
+      return 0;
+    }
+    become_connected(n, l);
+    return 0;
+  }
+  if (f->type == PM_FRAME_REFUSE &&
+      (!l->outbound || l->state != LINK_CONNECTING))
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  learn_referrals(n, now, &r);
+  int reason = r.reason;
+  if (reason == PM_CLOSE_NONE || reason > PM_CLOSE_IDLE_TIMEOUT)
+    reason = PM_CLOSE_PROTOCOL_ERROR;
+  close_link(n, l, now, reason, 0, NULL);
+  return 0;
+}
+
+static void forward(pm_node *n, uint64_t now, const link *from,
+                    const pm_msg_flood *m) {
+  for (size_t i = 0; i < n->nlinks; i++) {
+    link *l = n->links[i];
+    if (l == from || l->state != LINK_CONNECTED)
+      continue;
+    if (pm_msg_write_flood(&l->out, m) == 0)
+      want_send(n, l, now);
+  }
+}
+
+static void deliver(pm_node *n, const pm_msg_flood *m, int own) {
+  ev_item *e = push_event(n, PM_EV_MESSAGE);
+  if (!e)
+    return;
+  if (m->body_len) {
+    e->body = mem_alloc(n, m->body_len);
+    if (!e->body) {
+      n->evq_len--; /* drop the half-built event */
+      return;
+    }
+    memcpy(e->body, m->body, m->body_len);
+  }
+  memcpy(e->ev.id, m->id, PM_MSG_ID_LEN);
+  memcpy(e->ev.origin, m->origin, PM_NODE_ID_LEN);
+  e->ev.seq = m->seq;
+  e->ev.time_ms = m->time_ms;
+  e->ev.hops = own ? 0 : (uint32_t)m->hops + 1;
+  e->ev.own = own;
+  memcpy(e->action, m->action, m->action_len);
+  e->action[m->action_len] = '\0';
+  e->ev.body_len = m->body_len;
+  n->stats.delivered++;
+}
+
+static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  pm_msg_flood m;
+  int rc = pm_msg_read_flood(f, &m);
+  if (rc)
+    return link_error(n, l, now, rc);
+  if (m.action_len > PM_ACTION_MAX || m.body_len > PM_BODY_MAX ||
+      memchr(m.action, '\0', m.action_len))
+    return link_error(n, l, now, PM_ERR_MALFORMED);
+  uint8_t id[PM_MSG_ID_LEN];
+  pm_msg_flood_id(&m, id);
+  if (memcmp(id, m.id, PM_MSG_ID_LEN) != 0)
+    return link_error(n, l, now, PM_ERR_BAD_ID);
+  if (memcmp(m.origin, n->id, PM_NODE_ID_LEN) == 0 ||
+      !pm_dedup_insert(n->seen, m.id, now)) {
+    n->stats.duplicates++;
+    return 0;
+  }
+  deliver(n, &m, 0);
+  if (m.has_hop_limit) {
+    if (m.hop_limit == 0)
+      return 0; /* delivered here, travels no further */
+    m.hop_limit--;
+  }
+  if (m.hops < UINT16_MAX)
+    m.hops++;
+  forward(n, now, l, &m);
+  return 0;
+}
+
+static int handle_frame(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (!l->have_hello && f->type != PM_FRAME_HELLO)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  switch (f->type) {
+  case PM_FRAME_HELLO:
+    return on_hello(n, l, now, f);
+  case PM_FRAME_CONNECT:
+    if (f->len != 0)
+      return link_error(n, l, now, PM_ERR_MALFORMED);
+    return on_connect(n, l, now);
+  case PM_FRAME_WELCOME:
+  case PM_FRAME_REFUSE:
+  case PM_FRAME_DISCONNECT:
+    return on_referrals(n, l, now, f);
+  case PM_FRAME_PING:
+    if (f->len != 0)
+      return link_error(n, l, now, PM_ERR_MALFORMED);
+    return 0;
+  case PM_FRAME_FLOOD:
+    return on_flood(n, l, now, f);
+  default:
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  }
+}
+
+/* ---- maintenance -----------------------------------------------------------
+ */
+
+static int connected_to(const pm_node *n, const candidate *c) {
+  for (size_t i = 0; i < n->nlinks; i++) {
+    const link *l = n->links[i];
+    if (l->state == LINK_CLOSED)
+      continue;
+    if (c->has_id && l->have_hello &&
+        memcmp(l->peer, c->node_id, PM_NODE_ID_LEN) == 0)
+      return 1;
+    if (strcmp(l->peer_addr, c->addr) == 0 ||
+        strcmp(l->dial_addr, c->addr) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+static int dialable(const pm_node *n, const candidate *c, uint64_t now) {
+  return !c->self && !c->dialing && c->next_try <= now &&
+         !(c->has_id && memcmp(c->node_id, n->id, PM_NODE_ID_LEN) == 0) &&
+         !connected_to(n, c);
+}
+
+/* Links being set up by this node: dials not yet answered plus outbound
+ * links not yet connected. */
+static unsigned pending_outbound(const pm_node *n) {
+  unsigned pending = n->dials_in_flight;
+  for (size_t i = 0; i < n->nlinks; i++)
+    if (n->links[i]->outbound && n->links[i]->state != LINK_CONNECTED &&
+        n->links[i]->state != LINK_CLOSED)
+      pending++;
+  return pending;
+}
+
+static void maintain(pm_node *n, uint64_t now) {
+  if (n->left)
+    return;
+  unsigned have = count_state(n, LINK_CONNECTED);
+  unsigned pending = pending_outbound(n);
+  while (have + pending < n->ideal_n) {
+    candidate *pool[MAX_CANDIDATES];
+    size_t np = 0;
+    for (size_t i = 0; i < n->ncands; i++)
+      if (dialable(n, &n->cands[i], now))
+        pool[np++] = &n->cands[i];
+    if (np == 0)
+      break;
+    candidate *c = pool[rnd(n, np)];
+    out_item *o = push_out(n, PM_OUT_DIAL, 0);
+    if (!o)
+      break;
+    copy_str(o->addr, sizeof o->addr, c->addr);
+    c->dialing = 1;
+    n->dials_in_flight++;
+    pending++;
+  }
+  if (have >= n->ideal_n || now < n->next_resolve)
+    return;
+  /* Below ideal: ask the resolvers when nothing is left to try, and even
+   * then when below min, since the candidates may all be stale. */
+  int any_waiting = 0;
+  for (size_t i = 0; i < n->ncands; i++)
+    if (!n->cands[i].self && !connected_to(n, &n->cands[i]))
+      any_waiting = 1;
+  uint64_t interval = have < n->min_n ? RESOLVE_FAST_MS : RESOLVE_SLOW_MS;
+  if (any_waiting && have >= n->min_n) {
+    n->next_resolve = now + interval; /* look again later */
+    return;
+  }
+  if (push_out(n, PM_OUT_RESOLVE, 0))
+    n->next_resolve = now + interval;
+}
+
+/* ---- public API
+ * -------------------------------------------------------------- */
+
+int pm_node_new(const pm_node_config *cfg, pm_node **out) {
+  *out = NULL;
+  if (!cfg || !cfg->mesh || !mesh_name_ok(cfg->mesh) || !cfg->random)
+    return PM_ERR_INVAL;
+  unsigned mn = cfg->min_neighbors ? cfg->min_neighbors : DEFAULT_MIN;
+  unsigned id = cfg->ideal_neighbors ? cfg->ideal_neighbors : DEFAULT_IDEAL;
+  unsigned mx = cfg->max_neighbors ? cfg->max_neighbors : DEFAULT_MAX;
+  if (mn > id || id > mx || mx > 64)
+    return PM_ERR_INVAL;
+  const pm_allocator *a = cfg->alloc ? cfg->alloc : pm_allocator_default();
+  pm_node *n = a->realloc(a->ud, NULL, sizeof *n);
+  if (!n)
+    return PM_ERR_NOMEM;
+  memset(n, 0, sizeof *n);
+  n->alloc = a;
+  copy_str(n->mesh, sizeof n->mesh, cfg->mesh);
+  memcpy(n->id, cfg->node_id, PM_NODE_ID_LEN);
+  n->listen_port = cfg->listen_port;
+  n->min_n = mn;
+  n->ideal_n = id;
+  n->max_n = mx;
+  n->random = cfg->random;
+  n->random_ud = cfg->random_ud;
+  n->next_link_id = 1;
+  pm_buf_init(&n->scratch, a);
+  n->seen = pm_dedup_new(a, DEDUP_CAPACITY, DEDUP_TTL_MS);
+  if (!n->seen) {
+    pm_node_free(n);
+    return PM_ERR_NOMEM;
+  }
+  *out = n;
+  return 0;
+}
+
+void pm_node_free(pm_node *n) {
+  if (!n)
+    return;
+  while (n->nlinks)
+    free_link(n, n->links[0]);
+  mem_free(n, n->links);
+  for (size_t i = 0; i < n->evq_len; i++)
+    mem_free(n, n->evq[(n->evq_head + i) % n->evq_cap].body);
+  mem_free(n, n->ev_current.body);
+  mem_free(n, n->evq);
+  mem_free(n, n->outq);
+  pm_buf_free(&n->scratch);
+  pm_dedup_free(n->seen);
+  n->alloc->realloc(n->alloc->ud, n, 0);
+}
+
+int pm_node_link_open(pm_node *n, uint64_t now, int outbound,
+                      const char *remote_host, const char *dial_addr,
+                      uint32_t *link_id) {
+  if (outbound && n->dials_in_flight)
+    n->dials_in_flight--;
+  if (n->left)
+    return PM_ERR_CLOSED;
+  if (n->nlinks >= 2 * (size_t)n->max_n + 8) {
+    if (outbound && dial_addr)
+      candidate_done(n, now, dial_addr, 0);
+    return PM_ERR_FULL;
+  }
+  if (n->nlinks == n->links_cap) {
+    size_t cap = n->links_cap ? n->links_cap * 2 : 8;
+    link **nl = mem_alloc(n, cap * sizeof *nl);
+    if (!nl)
+      return PM_ERR_NOMEM;
+    if (n->nlinks)
+      memcpy(nl, n->links, n->nlinks * sizeof *nl);
+    mem_free(n, n->links);
+    n->links = nl;
+    n->links_cap = cap;
+  }
+  link *l = mem_alloc(n, sizeof *l);
+  if (!l)
+    return PM_ERR_NOMEM;
+  memset(l, 0, sizeof *l);
+  l->id = n->next_link_id++;
+  if (n->next_link_id == 0)
+    n->next_link_id = 1;
+  l->outbound = outbound ? 1 : 0;
+  l->state = LINK_HELLO;
+  copy_str(l->remote_host, sizeof l->remote_host, remote_host);
+  if (outbound)
+    copy_str(l->dial_addr, sizeof l->dial_addr, dial_addr);
+  pm_buf_init(&l->in, n->alloc);
+  pm_buf_init(&l->out, n->alloc);
+  l->opened_at = l->last_recv = now;
+  n->links[n->nlinks++] = l;
+
+  pm_msg_hello h = {n->mesh, strlen(n->mesh), {0}, n->listen_port, 0};
+  memcpy(h.node_id, n->id, PM_NODE_ID_LEN);
+  if (pm_msg_write_hello(&l->out, &h) != 0) {
+    free_link(n, l);
+    return PM_ERR_NOMEM;
+  }
+  want_send(n, l, now);
+  *link_id = l->id;
+  return 0;
+}
+
+int pm_node_link_recv(pm_node *n, uint64_t now, uint32_t link_id,
+                      const uint8_t *data, size_t len) {
+  link *l = find_link(n, link_id);
+  if (!l || l->state == LINK_CLOSED)
+    return 0;
+  l->last_recv = now;
+  pm_buf_put(&l->in, data, len);
+  if (l->in.err)
+    return link_error(n, l, now, PM_ERR_NOMEM);
+  size_t off = 0;
+  int rc = 0;
+  while (l->state != LINK_CLOSED) {
+    pm_frame f;
+    size_t used;
+    int got = pm_frame_parse(l->in.data + off, l->in.len - off, &f, &used);
+    if (got < 0) {
+      rc = link_error(n, l, now, got);
+      break;
+    }
+    if (got == 0)
+      break;
+    off += used;
+    rc = handle_frame(n, l, now, &f);
+    if (rc)
+      break;
+  }
+  if (l->state != LINK_CLOSED)
+    pm_buf_consume(&l->in, off);
+  maintain(n, now);
+  return rc;
+}
+
+void pm_node_link_closed(pm_node *n, uint64_t now, uint32_t link_id) {
+  link *l = find_link(n, link_id);
+  if (l && l->state != LINK_CLOSED) {
+    l->out.len = 0; /* the transport is gone: nothing more can be sent */
+    close_link(n, l, now, PM_CLOSE_TRANSPORT, 0, NULL);
+  }
+  maintain(n, now);
+}
+
+void pm_node_dial_failed(pm_node *n, uint64_t now, const char *addr) {
+  if (n->dials_in_flight)
+    n->dials_in_flight--;
+  candidate_done(n, now, addr, 0);
+  maintain(n, now);
+}
+
+int pm_node_add_peer(pm_node *n, uint64_t now, const char *addr,
+                     const uint8_t *node_id, int pinned) {
+  if (n->left)
+    return PM_ERR_CLOSED;
+  char host[PM_ADDR_MAX + 1];
+  uint16_t port;
+  if (pm_addr_parse(addr, host, &port, 0) != 0)
+    return PM_ERR_INVAL;
+  if (node_id && memcmp(node_id, n->id, PM_NODE_ID_LEN) == 0)
+    return 0; /* ourselves, as listed by a resolver or a referral */
+  candidate *c = find_candidate(n, addr);
+  if (!c) {
+    if (n->ncands == MAX_CANDIDATES) {
+      /* Make room by forgetting the unpinned address that failed most. */
+      candidate *worst = NULL;
+      for (size_t i = 0; i < n->ncands; i++) {
+        candidate *o = &n->cands[i];
+        if (!o->pinned && !o->dialing &&
+            (!worst || o->failures > worst->failures))
+          worst = o;
+      }
+      if (!worst)
+        return PM_ERR_FULL;
+      drop_candidate(n, worst);
+    }
+    c = &n->cands[n->ncands++];
+    memset(c, 0, sizeof *c);
+    copy_str(c->addr, sizeof c->addr, addr);
+    c->next_try = now;
+  }
+  if (node_id) {
+    memcpy(c->node_id, node_id, PM_NODE_ID_LEN);
+    c->has_id = 1;
+  }
+  if (pinned)
+    c->pinned = 1;
+  maintain(n, now);
+  return 0;
+}
+
+int pm_node_send(pm_node *n, uint64_t now, const pm_send *s,
+                 uint8_t id_out[PM_MSG_ID_LEN]) {
+  if (n->left)
+    return PM_ERR_CLOSED;
+  if (!s || !s->action || (s->body_len && !s->body))
+    return PM_ERR_INVAL;
+  size_t alen = strlen(s->action);
+  if (alen == 0 || alen > PM_ACTION_MAX || s->body_len > PM_BODY_MAX)
+    return PM_ERR_INVAL;
+  pm_msg_flood m;
+  memset(&m, 0, sizeof m);
+  memcpy(m.origin, n->id, PM_NODE_ID_LEN);
+  m.seq = ++n->seq;
+  m.time_ms = s->time_ms;
+  m.action = s->action;
+  m.action_len = alen;
+  m.body = s->body;
+  m.body_len = s->body_len;
+  pm_msg_flood_id(&m, m.id);
+  pm_dedup_insert(n->seen, m.id, now);
+  deliver(n, &m, 1);
+  if (id_out)
+    memcpy(id_out, m.id, PM_MSG_ID_LEN);
+  if (s->has_hop_limit) {
+    if (s->hop_limit == 0)
+      return 0; /* this node only */
+    m.has_hop_limit = 1;
+    m.hop_limit = s->hop_limit - 1; /* what the neighbours may still do */
+  }
+  forward(n, now, NULL, &m);
+  return 0;
+}
+
+void pm_node_leave(pm_node *n, uint64_t now) {
+  if (n->left)
+    return;
+  /* Choose every link's referrals before closing any, so that each
+   * neighbour learns of all the others. */
+  size_t count = n->nlinks;
+  pm_msg_referrals *refs = count ? mem_alloc(n, count * sizeof *refs) : NULL;
+  for (size_t i = 0; refs && i < count; i++)
+    pick_referrals(n, n->links[i], &refs[i]);
+  for (size_t i = 0; i < count; i++) {
+    link *l = n->links[i];
+    close_link(n, l, now, PM_CLOSE_LEAVING, goodbye_frame(l),
+               refs ? &refs[i] : NULL);
+  }
+  mem_free(n, refs);
+  n->left = 1;
+}
+
+void pm_node_handle_timeout(pm_node *n, uint64_t now) {
+  for (size_t i = 0; i < n->nlinks; i++) {
+    link *l = n->links[i];
+    if (l->state == LINK_CLOSED)
+      continue;
+    if (l->state != LINK_CONNECTED &&
+        now - l->opened_at >= CONNECT_TIMEOUT_MS) {
+      close_link(n, l, now, PM_CLOSE_CONNECT_TIMEOUT, 0, NULL);
+      continue;
+    }
+    if (now - l->last_recv >= IDLE_TIMEOUT_MS) {
+      close_link(n, l, now, PM_CLOSE_IDLE_TIMEOUT, 0, NULL);
+      continue;
+    }
+    if (l->state == LINK_CONNECTED && now - l->last_send >= PING_INTERVAL_MS &&
+        pm_msg_write_empty(&l->out, PM_FRAME_PING) == 0)
+      want_send(n, l, now);
+  }
+  pm_dedup_expire(n->seen, now);
+  maintain(n, now);
+}
+
+static uint64_t min64(uint64_t a, uint64_t b) {
+  return a < b ? a : b;
+}
+
+uint64_t pm_node_deadline(const pm_node *n) {
+  if (n->left)
+    return PM_DEADLINE_NONE;
+  uint64_t d = PM_DEADLINE_NONE;
+  for (size_t i = 0; i < n->nlinks; i++) {
+    const link *l = n->links[i];
+    if (l->state == LINK_CLOSED)
+      continue;
+    if (l->state != LINK_CONNECTED)
+      d = min64(d, l->opened_at + CONNECT_TIMEOUT_MS);
+    else
+      d = min64(d, l->last_send + PING_INTERVAL_MS);
+    d = min64(d, l->last_recv + IDLE_TIMEOUT_MS);
+  }
+  /* Wake for a candidate's backoff only when maintain() would dial it:
+   * an address already linked, or a full set of links, needs no timer. */
+  unsigned have = count_state(n, LINK_CONNECTED);
+  if (have + pending_outbound(n) < n->ideal_n)
+    for (size_t i = 0; i < n->ncands; i++) {
+      const candidate *c = &n->cands[i];
+      if (!c->self && !c->dialing && !connected_to(n, c))
+        d = min64(d, c->next_try);
+    }
+  if (have < n->ideal_n)
+    d = min64(d, n->next_resolve);
+  return d;
+}
+
+int pm_node_next_output(pm_node *n, pm_output *out) {
+  while (n->outq_len) {
+    out_item *o = &n->outq[n->outq_head];
+    n->outq_head = (n->outq_head + 1) % n->outq_cap;
+    n->outq_len--;
+    memset(out, 0, sizeof *out);
+    out->kind = o->kind;
+    out->link_id = o->link_id;
+    if (o->kind == PM_OUT_SEND) {
+      link *l = find_link(n, o->link_id);
+      if (!l)
+        continue;
+      l->send_queued = 0;
+      if (l->out.len == 0)
+        continue;
+      /* Hand the bytes over by swapping buffers: no copy. */
+      pm_buf t = n->scratch;
+      n->scratch = l->out;
+      l->out = t;
+      pm_buf_reset(&l->out);
+      out->data = n->scratch.data;
+      out->len = n->scratch.len;
+      return 1;
+    }
+    if (o->kind == PM_OUT_CLOSE) {
+      link *l = find_link(n, o->link_id);
+      if (l)
+        free_link(n, l);
+      return 1;
+    }
+    copy_str(n->out_addr, sizeof n->out_addr, o->addr);
+    out->addr = n->out_addr;
+    return 1;
+  }
+  return 0;
+}
+
+int pm_node_next_event(pm_node *n, pm_event *ev) {
+  mem_free(n, n->ev_current.body);
+  n->ev_current.body = NULL;
+  if (n->evq_len == 0)
+    return 0;
+  n->ev_current = n->evq[n->evq_head];
+  n->evq_head = (n->evq_head + 1) % n->evq_cap;
+  n->evq_len--;
+  *ev = n->ev_current.ev;
+  ev->action = n->ev_current.action;
+  ev->addr = n->ev_current.addr;
+  ev->body = n->ev_current.body;
+  return 1;
+}
+
+void pm_node_get_stats(const pm_node *n, pm_node_stats *out) {
+  *out = n->stats;
+  out->neighbors = count_state(n, LINK_CONNECTED);
+  out->links = (unsigned)n->nlinks;
+}
+
+int pm_node_is_online(const pm_node *n) {
+  return n->online;
+}
+const uint8_t *pm_node_id(const pm_node *n) {
+  return n->id;
+}
+const char *pm_node_mesh(const pm_node *n) {
+  return n->mesh;
+}

@@ -1,0 +1,56 @@
+/* A node joined to a mesh, on the host's libuv loop.
+ *
+ * This is the glue between one sans-I/O pm_node and the world: a TCP
+ * listener, one TCP connection per link, a timer for the core's deadline,
+ * resolver clients, and the host's history. It feeds the core and carries
+ * out what the core asks, then hands the core's events to `cb`. */
+#ifndef PM_IO_NODE_H
+#define PM_IO_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "host.h"
+#include "peermesh/node.h"
+
+typedef struct pm_io_node pm_io_node;
+
+/* Called for every core event. Runs on the loop; may call pm_io_node_send
+ * and pm_io_node_leave. Not called after pm_io_node_leave. */
+typedef void (*pm_io_event_cb)(void *ud, pm_io_node *node, const pm_event *ev);
+
+typedef struct pm_join_options {
+  const char *mesh;         /* required */
+  const char *listen;       /* "HOST:PORT"; NULL = "0.0.0.0:0" */
+  const char *const *peers; /* addresses to keep connecting to */
+  size_t npeers;
+  const char *const *resolvers; /* "IP:PORT" resolver addresses */
+  size_t nresolvers;
+  int resolver_none; /* no resolver at all, not even the local default */
+} pm_join_options;
+
+/* Joins a mesh. With no peers and no resolvers (and not resolver_none) the
+ * node uses the machine's local resolver, hosting it when nobody does.
+ * Returns 0, or a negative code with a sentence in `err`. */
+int pm_io_node_join(pm_host *host, const pm_join_options *opts,
+                    pm_io_event_cb cb, void *ud, pm_io_node **out, char *err,
+                    size_t errlen) PM_MUST_CHECK;
+
+/* Floods a message; `body` is JSON text. Returns 0 and the message ID, or a
+ * negative code (PM_ERR_INVAL, PM_ERR_CLOSED, ...). */
+int pm_io_node_send(pm_io_node *node, const char *action, const char *body,
+                    size_t body_len, int has_hop_limit, uint32_t hop_limit,
+                    uint8_t id_out[PM_MSG_ID_LEN]) PM_MUST_CHECK;
+
+/* Leaves the mesh: says goodbye to the neighbours, flushes what is queued,
+ * closes everything and frees the node once libuv is done with it. */
+void pm_io_node_leave(pm_io_node *node);
+
+const uint8_t *pm_io_node_id(const pm_io_node *node);
+const char *pm_io_node_mesh(const pm_io_node *node);
+/* The port the node listens on. */
+uint16_t pm_io_node_port(const pm_io_node *node);
+int pm_io_node_online(const pm_io_node *node);
+void pm_io_node_stats(const pm_io_node *node, pm_node_stats *out);
+
+#endif
