@@ -9,7 +9,7 @@ ifneq ($(strip $(CI)),)
 CMAKE_FLAGS += -DPM_WERROR=ON -DPM_SANITIZE=ON
 endif
 
-DEB_BUILD := cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
+DEB_BUILD := cmake pkg-config liblua5.4-dev libuv1-dev \
              libsodium-dev libsqlite3-dev lua-luv-dev
 DEB_TEST  := python3
 

@@ -115,8 +115,14 @@ static void flush_history(pm_host *h) {
   if (db) {
     pm_history_entry *batch = malloc(h->npending * sizeof *batch);
     if (batch) {
-      for (size_t i = 0; i < h->npending; i++)
+      /* The strings live in the pending array, which may have moved since
+       * each entry was queued: point at them only now. */
+      for (size_t i = 0; i < h->npending; i++) {
         batch[i] = h->pending[i].e;
+        batch[i].mesh = h->pending[i].mesh;
+        batch[i].action = h->pending[i].action;
+        batch[i].body = h->pending[i].body;
+      }
       int rc = pm_db_history_add(db, batch, h->npending);
       if (rc == PM_ERR_INVAL) {
         /* One body is not JSON (a foreign implementation sent it): store
@@ -168,12 +174,6 @@ void pm_host_history_add(pm_host *h, const char *mesh, const pm_event *ev) {
   m->e.own = ev->own;
   m->e.body_len = ev->body_len;
   h->npending++;
-  /* Pointers into the array are fixed up at flush time, after any realloc. */
-  for (size_t i = 0; i < h->npending; i++) {
-    h->pending[i].e.mesh = h->pending[i].mesh;
-    h->pending[i].e.action = h->pending[i].action;
-    h->pending[i].e.body = h->pending[i].body;
-  }
   if (!uv_is_active((uv_handle_t *)&h->flush_check))
     uv_check_start(&h->flush_check, on_flush_check);
 }
