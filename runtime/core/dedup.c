@@ -2,6 +2,10 @@
 
 #include <string.h>
 
+/* A cache starts this small and doubles as it fills, so a quiet node pays
+ * little memory and a busy one at most its capacity. */
+#define INITIAL_CAP 64
+
 typedef struct entry {
   uint8_t id[PM_MSG_ID_LEN];
   uint64_t at;
@@ -10,7 +14,8 @@ typedef struct entry {
 struct pm_dedup {
   const pm_allocator *alloc;
   uint64_t ttl;
-  uint32_t cap;  /* ring capacity */
+  uint32_t limit; /* the most IDs ever kept */
+  uint32_t cap;   /* ring capacity now; grows by doubling up to limit */
   uint32_t head; /* oldest entry */
   uint32_t count;
   uint32_t slots; /* hash slots, a power of two >= 2 * cap */
@@ -36,11 +41,12 @@ pm_dedup *pm_dedup_new(const pm_allocator *alloc, uint32_t capacity,
   memset(d, 0, sizeof *d);
   d->alloc = alloc;
   d->ttl = ttl_ms;
-  d->cap = capacity;
+  d->limit = capacity;
+  d->cap = capacity < INITIAL_CAP ? capacity : INITIAL_CAP;
   d->slots = 16;
-  while (d->slots < 2 * capacity)
+  while (d->slots < 2 * d->cap)
     d->slots *= 2;
-  d->ring = alloc->realloc(alloc->ud, NULL, sizeof(entry) * capacity);
+  d->ring = alloc->realloc(alloc->ud, NULL, sizeof(entry) * d->cap);
   d->index = alloc->realloc(alloc->ud, NULL, sizeof(uint32_t) * d->slots);
   if (!d->ring || !d->index) {
     pm_dedup_free(d);
@@ -86,6 +92,38 @@ static void drop_oldest(pm_dedup *d) {
   d->count--;
 }
 
+/* Doubles the ring (up to the limit) and rebuilds the index. Returns 0, or
+ * PM_ERR_NOMEM, in which case the cache stays as it was. */
+static int grow(pm_dedup *d) {
+  const pm_allocator *a = d->alloc;
+  uint32_t cap = d->cap > d->limit / 2 ? d->limit : d->cap * 2;
+  uint32_t slots = d->slots;
+  while (slots < 2 * cap)
+    slots *= 2;
+  entry *ring = a->realloc(a->ud, NULL, sizeof(entry) * cap);
+  uint32_t *index = a->realloc(a->ud, NULL, sizeof(uint32_t) * slots);
+  if (!ring || !index) {
+    if (ring)
+      a->realloc(a->ud, ring, 0);
+    if (index)
+      a->realloc(a->ud, index, 0);
+    return PM_ERR_NOMEM;
+  }
+  for (uint32_t i = 0; i < d->count; i++)
+    ring[i] = d->ring[(d->head + i) % d->cap];
+  a->realloc(a->ud, d->ring, 0);
+  a->realloc(a->ud, d->index, 0);
+  d->ring = ring;
+  d->index = index;
+  d->cap = cap;
+  d->slots = slots;
+  d->head = 0;
+  memset(index, 0, sizeof(uint32_t) * slots);
+  for (uint32_t i = 0; i < d->count; i++)
+    d->index[find_slot(d, d->ring[i].id)] = i + 1;
+  return 0;
+}
+
 void pm_dedup_expire(pm_dedup *d, uint64_t now) {
   while (d->count && now >= d->ring[d->head].at &&
          now - d->ring[d->head].at >= d->ttl)
@@ -103,7 +141,7 @@ int pm_dedup_insert(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN],
   pm_dedup_expire(d, now);
   if (d->index[find_slot(d, id)])
     return 0;
-  if (d->count == d->cap)
+  if (d->count == d->cap && (d->cap == d->limit || grow(d) != 0))
     drop_oldest(d);
   uint32_t pos = (d->head + d->count) % d->cap;
   memcpy(d->ring[pos].id, id, PM_MSG_ID_LEN);

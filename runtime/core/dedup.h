@@ -2,8 +2,9 @@
  *
  * IDs are kept in insertion order in a ring and indexed by an open-addressing
  * hash table. An ID is forgotten when it is older than the TTL or when the
- * ring is full (the oldest goes first), so memory is fixed at creation and a
- * flood of new IDs cannot grow it. */
+ * cache holds its capacity (the oldest goes first). Memory starts small and
+ * grows with the number of IDs kept, never past what the capacity needs, so
+ * a flood of new IDs cannot grow it without bound. */
 #ifndef PM_CORE_DEDUP_H
 #define PM_CORE_DEDUP_H
 
