@@ -16,7 +16,7 @@ struct pm_dedup {
   uint64_t ttl;
   uint32_t limit; /* the most IDs ever kept */
   uint32_t cap;   /* ring capacity now; grows by doubling up to limit */
-  uint32_t head; /* oldest entry */
+  uint32_t head;  /* oldest entry */
   uint32_t count;
   uint32_t slots; /* hash slots, a power of two >= 2 * cap */
   entry *ring;

@@ -31,8 +31,11 @@ enum pm_frame_type {
   PM_FRAME_REFUSE = 0x12,
   PM_FRAME_DISCONNECT = 0x13,
   PM_FRAME_PING = 0x14,
-  /* flooding */
+  /* flooding: eager push plus lazy repair */
   PM_FRAME_FLOOD = 0x20,
+  PM_FRAME_IHAVE = 0x21, /* "I have these messages" (to lazy neighbours) */
+  PM_FRAME_GRAFT = 0x22, /* "send me these, and push to me from now on" */
+  PM_FRAME_PRUNE = 0x23, /* "stop pushing payloads to me; announce them" */
   /* resolver protocol (resolver/resolver_msg.h) */
   PM_FRAME_RESOLVER_FIRST = 0x40,
   PM_FRAME_RESOLVER_LAST = 0x4f,

@@ -137,3 +137,25 @@ void pm_msg_flood_id(const pm_msg_flood *m, uint8_t out[PM_MSG_ID_LEN]) {
   crypto_generichash_update(&st, m->body, m->body_len);
   crypto_generichash_final(&st, out, PM_MSG_ID_LEN);
 }
+
+int pm_msg_write_ids(pm_buf *b, uint8_t type, const uint8_t *ids,
+                     size_t count) {
+  if (count == 0 || count > PM_MAX_IDS)
+    return PM_ERR_INVAL;
+  size_t start = pm_frame_begin(b, type);
+  pm_buf_u8(b, (uint8_t)count);
+  pm_buf_put(b, ids, count * PM_MSG_ID_LEN);
+  return pm_frame_end(b, start);
+}
+
+int pm_msg_read_ids(const pm_frame *f, const uint8_t **ids, size_t *count) {
+  pm_reader r;
+  pm_reader_init(&r, f->payload, f->len);
+  size_t n = pm_read_u8(&r);
+  *ids = pm_read_view(&r, n * PM_MSG_ID_LEN);
+  *count = n;
+  int rc = pm_reader_finish(&r);
+  if (rc)
+    return rc;
+  return (n == 0 || n > PM_MAX_IDS) ? PM_ERR_MALFORMED : 0;
+}

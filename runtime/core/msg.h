@@ -14,6 +14,8 @@
 #include "peermesh/node.h"
 
 #define PM_MAX_REFERRALS 10
+/* Message IDs in one IHave or Graft frame. */
+#define PM_MAX_IDS 64
 
 typedef struct pm_msg_hello {
   const char *mesh; /* view, not NUL-terminated */
@@ -62,6 +64,13 @@ int pm_msg_write_empty(pm_buf *b, uint8_t type) PM_MUST_CHECK;
 
 int pm_msg_write_flood(pm_buf *b, const pm_msg_flood *m) PM_MUST_CHECK;
 int pm_msg_read_flood(const pm_frame *f, pm_msg_flood *m) PM_MUST_CHECK;
+
+/* IHave and Graft: u8 count (1..PM_MAX_IDS), count x id[32]. */
+int pm_msg_write_ids(pm_buf *b, uint8_t type, const uint8_t *ids,
+                     size_t count) PM_MUST_CHECK;
+/* Stores a view of the IDs (count x PM_MSG_ID_LEN bytes) in *ids. */
+int pm_msg_read_ids(const pm_frame *f, const uint8_t **ids,
+                    size_t *count) PM_MUST_CHECK;
 
 /* The message ID: BLAKE2b-256 over the origin, sequence, time, action and
  * body, each length-prefixed as on the wire. The hop fields are excluded

@@ -1,15 +1,26 @@
 /* The mesh node core (see peermesh/node.h and docs/PROTOCOL.md).
  *
  * A node owns its links and a set of candidate addresses. Every input ends
- * with maintain(), which dials candidates while the node has fewer than its
- * ideal number of neighbours and asks for a resolve when it has none left to
- * try. Outputs and events are queued in arrays drained by the application. */
+ * with finish(): announcements queued during the call are written out, and
+ * maintain() dials candidates while the node has fewer than its ideal number
+ * of neighbours, asks for a resolve when it has none left to try, prunes the
+ * least useful link above ideal and now and then explores a random new link
+ * (which is how separated groups find each other again). Outputs and events
+ * are queued in arrays drained by the application.
+ *
+ * Flooding is eager push plus lazy repair (Plumtree): payloads go to eager
+ * links, whose set shrinks to a spanning tree as duplicates trigger Prune;
+ * lazy links get only IHave announcements, and a node that hears of a message
+ * but does not receive it soon asks for it with Graft, which also makes that
+ * link eager again. */
 #include <string.h>
 
 #include "addr.h"
 #include "dedup.h"
 #include "frame.h"
+#include "missing.h"
 #include "msg.h"
+#include "msgcache.h"
 #include "peermesh/node.h"
 #include "wire.h"
 
@@ -27,6 +38,15 @@
 #define RESOLVE_SLOW_MS 30000 /* between min and ideal */
 #define DEDUP_CAPACITY 65536
 #define DEDUP_TTL_MS (5 * 60 * 1000)
+#define CACHE_BYTES (1024 * 1024) /* payloads kept to answer Graft */
+#define CACHE_TTL_MS 60000
+#define MISSING_CAPACITY 1024
+#define GRAFT_TIMEOUT_MS 500 /* wait this long for an announced message */
+#define UTILITY_MAX 4096     /* link usefulness, PeerChannel's scale */
+#define UTILITY_GAIN 128
+#define UTILITY_ACCURATE 32 /* samples before a link may be pruned */
+#define PRUNE_INTERVAL_MS 5000
+#define EXPLORE_INTERVAL_MS 10000
 
 enum link_state {
   LINK_HELLO,      /* waiting for the peer's Hello */
@@ -50,6 +70,11 @@ typedef struct link {
   uint64_t opened_at;
   uint64_t last_recv;
   uint64_t last_send;
+  int eager;        /* payloads are pushed on this link, not announced */
+  pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
+  pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
+  uint32_t utility; /* 0..UTILITY_MAX: how often it brings news */
+  uint32_t samples;
 } link;
 
 typedef struct candidate {
@@ -106,6 +131,11 @@ struct pm_node {
   ev_item ev_current; /* the event last returned; owns its body */
 
   pm_dedup *seen;
+  pm_msgcache *cache;
+  pm_missing *missing;
+  pm_buf fwd; /* one encoded flood, copied to every eager link */
+  uint64_t next_prune;
+  uint64_t next_explore;
   uint64_t seq;
   pm_node_stats stats;
 };
@@ -242,6 +272,8 @@ static void free_link(pm_node *n, link *l) {
   }
   pm_buf_free(&l->in);
   pm_buf_free(&l->out);
+  pm_buf_free(&l->announce);
+  pm_buf_free(&l->graft);
   mem_free(n, l);
 }
 
@@ -320,6 +352,7 @@ static void close_link(pm_node *n, link *l, uint64_t now, int reason,
   }
   int was_connected = l->state == LINK_CONNECTED;
   l->state = LINK_CLOSED;
+  pm_missing_forget_link(n->missing, l->id);
   if (l->outbound)
     candidate_done(n, now, l->dial_addr, was_connected);
   if (was_connected) {
@@ -384,6 +417,7 @@ static void learn_referrals(pm_node *n, uint64_t now,
 
 static void become_connected(pm_node *n, link *l) {
   l->state = LINK_CONNECTED;
+  l->eager = 1;
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
   if (e) {
     memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
@@ -515,14 +549,36 @@ static int on_referrals(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   return 0;
 }
 
+/* Usefulness, as PeerChannel scored it: every report decays the score by
+ * 1/32, and news adds UTILITY_GAIN. */
+static void rate_link(link *l, int news) {
+  l->utility -= l->utility / 32;
+  if (news)
+    l->utility += UTILITY_GAIN;
+  if (l->utility > UTILITY_MAX)
+    l->utility = UTILITY_MAX;
+  if (l->samples < UINT32_MAX)
+    l->samples++;
+}
+
+/* Sends a message on: the payload to eager links, an announcement to lazy
+ * ones; keeps a copy to answer Graft. */
 static void forward(pm_node *n, uint64_t now, const link *from,
                     const pm_msg_flood *m) {
+  pm_buf_reset(&n->fwd);
+  if (pm_msg_write_flood(&n->fwd, m) != 0)
+    return;
+  pm_msgcache_put(n->cache, m->id, n->fwd.data, n->fwd.len, now);
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
     if (l == from || l->state != LINK_CONNECTED)
       continue;
-    if (pm_msg_write_flood(&l->out, m) == 0)
+    if (l->eager) {
+      pm_buf_put(&l->out, n->fwd.data, n->fwd.len);
       want_send(n, l, now);
+    } else {
+      pm_buf_put(&l->announce, m->id, PM_MSG_ID_LEN);
+    }
   }
 }
 
@@ -566,9 +622,18 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return link_error(n, l, now, PM_ERR_BAD_ID);
   if (memcmp(m.origin, n->id, PM_NODE_ID_LEN) == 0 ||
       !pm_dedup_insert(n->seen, m.id, now)) {
+    /* A second copy: the sender need not push payloads here any more. */
     n->stats.duplicates++;
+    rate_link(l, 0);
+    if (l->eager) {
+      l->eager = 0;
+      if (pm_msg_write_empty(&l->out, PM_FRAME_PRUNE) == 0)
+        want_send(n, l, now);
+    }
     return 0;
   }
+  rate_link(l, 1);
+  pm_missing_remove(n->missing, m.id);
   deliver(n, &m, 0);
   if (m.has_hop_limit) {
     if (m.hop_limit == 0)
@@ -578,6 +643,53 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (m.hops < UINT16_MAX)
     m.hops++;
   forward(n, now, l, &m);
+  return 0;
+}
+
+static int on_ihave(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  const uint8_t *ids;
+  size_t count;
+  int rc = pm_msg_read_ids(f, &ids, &count);
+  if (rc)
+    return link_error(n, l, now, rc);
+  for (size_t i = 0; i < count; i++) {
+    const uint8_t *id = ids + i * PM_MSG_ID_LEN;
+    int news = !pm_dedup_contains(n->seen, id, now);
+    rate_link(l, news);
+    if (news)
+      pm_missing_announce(n->missing, id, l->id, now + GRAFT_TIMEOUT_MS);
+  }
+  return 0;
+}
+
+static int on_graft(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  const uint8_t *ids;
+  size_t count;
+  int rc = pm_msg_read_ids(f, &ids, &count);
+  if (rc)
+    return link_error(n, l, now, rc);
+  l->eager = 1;
+  for (size_t i = 0; i < count; i++) {
+    size_t len;
+    const uint8_t *frame =
+        pm_msgcache_get(n->cache, ids + i * PM_MSG_ID_LEN, &len, now);
+    if (frame)
+      pm_buf_put(&l->out, frame, len);
+  }
+  want_send(n, l, now);
+  return 0;
+}
+
+static int on_prune(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  if (f->len != 0)
+    return link_error(n, l, now, PM_ERR_MALFORMED);
+  l->eager = 0;
   return 0;
 }
 
@@ -601,6 +713,12 @@ static int handle_frame(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return 0;
   case PM_FRAME_FLOOD:
     return on_flood(n, l, now, f);
+  case PM_FRAME_IHAVE:
+    return on_ihave(n, l, now, f);
+  case PM_FRAME_GRAFT:
+    return on_graft(n, l, now, f);
+  case PM_FRAME_PRUNE:
+    return on_prune(n, l, now, f);
   default:
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   }
@@ -641,10 +759,54 @@ static unsigned pending_outbound(const pm_node *n) {
   return pending;
 }
 
+/* Above ideal, closes the least useful link whose score is settled. */
+static void prune(pm_node *n, uint64_t now) {
+  link *worst = NULL;
+  for (size_t i = 0; i < n->nlinks; i++) {
+    link *l = n->links[i];
+    if (l->state == LINK_CONNECTED && l->samples >= UTILITY_ACCURATE &&
+        (!worst || l->utility < worst->utility))
+      worst = l;
+  }
+  if (!worst)
+    return;
+  pm_msg_referrals refs;
+  pick_referrals(n, worst, &refs);
+  close_link(n, worst, now, PM_CLOSE_NOT_USEFUL, PM_FRAME_DISCONNECT, &refs);
+  n->next_prune = now + PRUNE_INTERVAL_MS;
+}
+
+/* Now and then, one link to a random candidate beyond ideal: if it joins two
+ * groups that had lost each other it brings news and stays, otherwise it
+ * scores low and is pruned. Fresh candidates come from a resolve. */
+static void explore(pm_node *n, uint64_t now) {
+  n->next_explore = now + EXPLORE_INTERVAL_MS / 2 + rnd(n, EXPLORE_INTERVAL_MS);
+  candidate *pool[MAX_CANDIDATES];
+  size_t np = 0;
+  for (size_t i = 0; i < n->ncands; i++)
+    if (dialable(n, &n->cands[i], now))
+      pool[np++] = &n->cands[i];
+  if (np) {
+    candidate *c = pool[rnd(n, np)];
+    out_item *o = push_out(n, PM_OUT_DIAL, 0);
+    if (o) {
+      copy_str(o->addr, sizeof o->addr, c->addr);
+      c->dialing = 1;
+      n->dials_in_flight++;
+    }
+  }
+  push_out(n, PM_OUT_RESOLVE, 0);
+}
+
 static void maintain(pm_node *n, uint64_t now) {
   if (n->left)
     return;
   unsigned have = count_state(n, LINK_CONNECTED);
+  if (have > n->ideal_n && now >= n->next_prune)
+    prune(n, now);
+  if (have >= n->min_n && have < n->max_n && now >= n->next_explore)
+    explore(n, now);
+  have = count_state(n, LINK_CONNECTED);
   unsigned pending = pending_outbound(n);
   while (have + pending < n->ideal_n) {
     candidate *pool[MAX_CANDIDATES];
@@ -680,6 +842,51 @@ static void maintain(pm_node *n, uint64_t now) {
     n->next_resolve = now + interval;
 }
 
+/* Writes the IDs queued for IHave and Graft during this call, a frame per
+ * PM_MAX_IDS, so that one call's worth of messages shares frames. */
+static void flush_ids(pm_node *n, link *l, pm_buf *ids, uint8_t type,
+                      uint64_t now) {
+  size_t count = ids->len / PM_MSG_ID_LEN;
+  for (size_t off = 0; off < count; off += PM_MAX_IDS) {
+    size_t k = count - off < PM_MAX_IDS ? count - off : PM_MAX_IDS;
+    if (pm_msg_write_ids(&l->out, type, ids->data + off * PM_MSG_ID_LEN, k))
+      break;
+  }
+  pm_buf_reset(ids);
+  want_send(n, l, now);
+}
+
+static void finish(pm_node *n, uint64_t now) {
+  for (size_t i = 0; i < n->nlinks; i++) {
+    link *l = n->links[i];
+    if (l->state != LINK_CONNECTED) {
+      pm_buf_reset(&l->announce);
+      pm_buf_reset(&l->graft);
+      continue;
+    }
+    if (l->announce.len)
+      flush_ids(n, l, &l->announce, PM_FRAME_IHAVE, now);
+    if (l->graft.len)
+      flush_ids(n, l, &l->graft, PM_FRAME_GRAFT, now);
+  }
+  maintain(n, now);
+}
+
+/* Asks for announced messages that have not arrived in time. */
+static void request_missing(pm_node *n, uint64_t now) {
+  uint8_t id[PM_MSG_ID_LEN];
+  uint32_t link_id;
+  while (pm_missing_take_due(n->missing, now, now + GRAFT_TIMEOUT_MS, id,
+                             &link_id)) {
+    link *l = find_link(n, link_id);
+    if (!l || l->state != LINK_CONNECTED)
+      continue;
+    l->eager = 1; /* the tree was broken here: repair it through this link */
+    pm_buf_put(&l->graft, id, PM_MSG_ID_LEN);
+    n->stats.grafts++;
+  }
+}
+
 /* ---- public API
  * -------------------------------------------------------------- */
 
@@ -708,8 +915,12 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   n->random_ud = cfg->random_ud;
   n->next_link_id = 1;
   pm_buf_init(&n->scratch, a);
+  pm_buf_init(&n->fwd, a);
   n->seen = pm_dedup_new(a, DEDUP_CAPACITY, DEDUP_TTL_MS);
-  if (!n->seen) {
+  n->cache = pm_msgcache_new(
+      a, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES, CACHE_TTL_MS);
+  n->missing = pm_missing_new(a, MISSING_CAPACITY);
+  if (!n->seen || !n->cache || !n->missing) {
     pm_node_free(n);
     return PM_ERR_NOMEM;
   }
@@ -729,7 +940,10 @@ void pm_node_free(pm_node *n) {
   mem_free(n, n->evq);
   mem_free(n, n->outq);
   pm_buf_free(&n->scratch);
+  pm_buf_free(&n->fwd);
   pm_dedup_free(n->seen);
+  pm_msgcache_free(n->cache);
+  pm_missing_free(n->missing);
   n->alloc->realloc(n->alloc->ud, n, 0);
 }
 
@@ -770,6 +984,8 @@ int pm_node_link_open(pm_node *n, uint64_t now, int outbound,
     copy_str(l->dial_addr, sizeof l->dial_addr, dial_addr);
   pm_buf_init(&l->in, n->alloc);
   pm_buf_init(&l->out, n->alloc);
+  pm_buf_init(&l->announce, n->alloc);
+  pm_buf_init(&l->graft, n->alloc);
   l->opened_at = l->last_recv = now;
   n->links[n->nlinks++] = l;
 
@@ -812,7 +1028,7 @@ int pm_node_link_recv(pm_node *n, uint64_t now, uint32_t link_id,
   }
   if (l->state != LINK_CLOSED)
     pm_buf_consume(&l->in, off);
-  maintain(n, now);
+  finish(n, now);
   return rc;
 }
 
@@ -822,14 +1038,14 @@ void pm_node_link_closed(pm_node *n, uint64_t now, uint32_t link_id) {
     l->out.len = 0; /* the transport is gone: nothing more can be sent */
     close_link(n, l, now, PM_CLOSE_TRANSPORT, 0, NULL);
   }
-  maintain(n, now);
+  finish(n, now);
 }
 
 void pm_node_dial_failed(pm_node *n, uint64_t now, const char *addr) {
   if (n->dials_in_flight)
     n->dials_in_flight--;
   candidate_done(n, now, addr, 0);
-  maintain(n, now);
+  finish(n, now);
 }
 
 int pm_node_add_peer(pm_node *n, uint64_t now, const char *addr,
@@ -868,7 +1084,7 @@ int pm_node_add_peer(pm_node *n, uint64_t now, const char *addr,
   }
   if (pinned)
     c->pinned = 1;
-  maintain(n, now);
+  finish(n, now);
   return 0;
 }
 
@@ -902,6 +1118,7 @@ int pm_node_send(pm_node *n, uint64_t now, const pm_send *s,
     m.hop_limit = s->hop_limit - 1; /* what the neighbours may still do */
   }
   forward(n, now, NULL, &m);
+  finish(n, now);
   return 0;
 }
 
@@ -942,7 +1159,9 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
       want_send(n, l, now);
   }
   pm_dedup_expire(n->seen, now);
-  maintain(n, now);
+  pm_msgcache_expire(n->cache, now);
+  request_missing(n, now);
+  finish(n, now);
 }
 
 static uint64_t min64(uint64_t a, uint64_t b) {
@@ -974,6 +1193,11 @@ uint64_t pm_node_deadline(const pm_node *n) {
     }
   if (have < n->ideal_n)
     d = min64(d, n->next_resolve);
+  if (have > n->ideal_n)
+    d = min64(d, n->next_prune);
+  if (have >= n->min_n && have < n->max_n)
+    d = min64(d, n->next_explore);
+  d = min64(d, pm_missing_deadline(n->missing));
   return d;
 }
 

@@ -748,9 +748,14 @@ static void test_three_node_mesh_delivers_once(void) {
       CHECK_INT(m->body_len, 0);
     }
   }
-  CHECK_INT(stats(w, 0).duplicates, 1);
-  CHECK_INT(stats(w, 1).duplicates, 2);
+  /* The first message's duplicates pruned those links to lazy: the second
+   * travels a spanning tree and arrives once everywhere, announced (IHave)
+   * rather than pushed on the pruned link. */
+  CHECK_INT(stats(w, 0).duplicates, 0);
+  CHECK_INT(stats(w, 1).duplicates, 1);
   CHECK_INT(stats(w, 2).duplicates, 1);
+  for (int i = 0; i < 3; i++)
+    CHECK_INT(stats(w, i).grafts, 0);
   /* Sequence numbers count per sender. */
   CHECK_INT(send_msg(w, 0, "Chat2", "x", 0, 0, NULL), 0);
   const rec_event *m = find_msg(w, 1, "Chat2");
@@ -836,6 +841,7 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   if (m)
     CHECK_INT(m->hops, 2);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0); /* not sent back */
+  CHECK_INT(raw_frames(w, r, PM_FRAME_PRUNE), 0);
 
   /* The same message again, and again with other hop counts. */
   make_flood(&b, 0x77, 1, "Chat", "once", 0);
@@ -855,10 +861,15 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   CHECK_INT(count_msgs(w, 0, "Chat"), 2);
   CHECK_INT(stats(w, 0).duplicates, 3);
 
+  /* The duplicates made A prune the raw link: A tells it once, and from
+   * then on announces instead of pushing. */
+  CHECK_INT(raw_frames(w, r, PM_FRAME_PRUNE), 1);
+
   /* A's own message coming back is a duplicate too. */
   uint8_t id[PM_MSG_ID_LEN];
   CHECK_INT(send_msg(w, 0, "Mine", "m", 0, 0, id), 0);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   pm_msg_flood mf;
   memset(&mf, 0, sizeof mf);
   memcpy(mf.origin, w->n[0].id, PM_NODE_ID_LEN);
@@ -1647,6 +1658,134 @@ static void test_fresh_node_resolves_and_sends_nothing(void) {
   world_free(w);
 }
 
+/* The ID a make_flood() frame carries. */
+static void flood_id(uint8_t origin_byte, uint64_t seq, const char *action,
+                     const char *body, uint8_t out[PM_MSG_ID_LEN]) {
+  pm_msg_flood m;
+  memset(&m, 0, sizeof m);
+  memset(m.origin, origin_byte, PM_NODE_ID_LEN);
+  m.seq = seq;
+  m.time_ms = 1700000000000ull + seq;
+  m.action = action;
+  m.action_len = strlen(action);
+  m.body = (const uint8_t *)body;
+  m.body_len = strlen(body);
+  pm_msg_flood_id(&m, out);
+}
+
+static void test_announced_message_is_grafted(void) {
+  world *w = two_connected();
+  size_t r = raw_neighbor(w, 0, 0x77);
+  uint8_t id[PM_MSG_ID_LEN];
+  flood_id(0x77, 1, "Chat", "lazy", id);
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_IHAVE, id, 1), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  /* Nothing is asked before the graft timeout; then exactly once. */
+  uint64_t t0 = w->now;
+  CHECK(pm_node_deadline(w->n[0].node) <= t0 + 500);
+  run_until(w, t0 + 499);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_GRAFT), 0);
+  run_until(w, t0 + 500);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_GRAFT), 1);
+  CHECK_INT(stats(w, 0).grafts, 1);
+  /* The answer is delivered and pushed on to B. */
+  make_flood(&b, 0x77, 1, "Chat", "lazy", 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(count_msgs(w, 0, "Chat"), 1);
+  CHECK_INT(count_msgs(w, 1, "Chat"), 1);
+  /* The only source was asked: nothing more is requested later. */
+  run_until(w, t0 + 5000);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_GRAFT), 1);
+  pm_buf_free(&b);
+  world_free(w);
+}
+
+static void test_known_message_announced_is_not_grafted(void) {
+  world *w = two_connected();
+  size_t r = raw_neighbor(w, 0, 0x77);
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  make_flood(&b, 0x77, 1, "Chat", "pushed", 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  uint8_t id[PM_MSG_ID_LEN];
+  flood_id(0x77, 1, "Chat", "pushed", id);
+  CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_IHAVE, id, 1), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  run_until(w, w->now + 5000);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_GRAFT), 0);
+  CHECK_INT(stats(w, 0).grafts, 0);
+  pm_buf_free(&b);
+  world_free(w);
+}
+
+static void test_graft_is_answered_from_cache(void) {
+  world *w = two_connected();
+  size_t r = raw_neighbor(w, 0, 0x77);
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  /* Prune the raw link so A only announces to it. */
+  CHECK_INT(pm_msg_write_empty(&b, PM_FRAME_PRUNE), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  uint8_t id[PM_MSG_ID_LEN];
+  CHECK_INT(send_msg(w, 0, "Chat", "from A", 0, 0, id), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
+  /* Graft asks for it and turns the link eager again. */
+  CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_GRAFT, id, 1), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
+  CHECK_INT(send_msg(w, 0, "Chat", "again", 0, 0, NULL), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 2);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
+  /* A Graft for something unknown is answered with nothing. */
+  uint8_t unknown[PM_MSG_ID_LEN];
+  memset(unknown, 0xEE, sizeof unknown);
+  CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_GRAFT, unknown, 1), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 2);
+  CHECK_INT(stats(w, 0).invalid, 0);
+  pm_buf_free(&b);
+  world_free(w);
+}
+
+static void test_bad_gossip_frames_close_the_link(void) {
+  static const uint8_t empty_ihave[] = {1, PM_FRAME_IHAVE, 0, 0, 0, 1, 0};
+  static const uint8_t short_graft[] = {1, PM_FRAME_GRAFT, 0, 0, 0, 2, 1, 9};
+  static const uint8_t prune_body[] = {1, PM_FRAME_PRUNE, 0, 0, 0, 1, 0};
+  const uint8_t *cases[] = {empty_ihave, short_graft, prune_body};
+  size_t lens[] = {sizeof empty_ihave, sizeof short_graft, sizeof prune_body};
+  int errs[] = {PM_ERR_MALFORMED, PM_ERR_TRUNCATED, PM_ERR_MALFORMED};
+  for (int k = 0; k < 3; k++) {
+    world *w = two_connected();
+    size_t r = raw_neighbor(w, 0, 0x77);
+    CHECK_INT(raw_send(w, r, cases[k], lens[k]), errs[k]);
+    CHECK_INT(stats(w, 0).neighbors, 1); /* B stays */
+    CHECK_INT(count_ev(w, 0, PM_EV_LINK_ERROR), 1);
+    world_free(w);
+  }
+}
+
+static void test_too_many_ids_rejected(void) {
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  uint8_t ids[(PM_MAX_IDS + 1) * PM_MSG_ID_LEN];
+  memset(ids, 1, sizeof ids);
+  CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_IHAVE, ids, PM_MAX_IDS + 1),
+            PM_ERR_INVAL);
+  CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_IHAVE, ids, 0), PM_ERR_INVAL);
+  CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_IHAVE, ids, PM_MAX_IDS), 0);
+  pm_frame f;
+  size_t used;
+  CHECK_INT(pm_frame_parse(b.data, b.len, &f, &used), 1);
+  const uint8_t *view;
+  size_t count;
+  CHECK_INT(pm_msg_read_ids(&f, &view, &count), 0);
+  CHECK_INT(count, PM_MAX_IDS);
+  pm_buf_free(&b);
+}
+
 TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
           TEST_CASE(test_three_node_mesh_delivers_once),
           TEST_CASE(test_hop_limits),
@@ -1672,4 +1811,9 @@ TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
           TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
           TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
           TEST_CASE(test_tables_are_bounded),
-          TEST_CASE(test_fresh_node_resolves_and_sends_nothing))
+          TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
+          TEST_CASE(test_announced_message_is_grafted),
+          TEST_CASE(test_known_message_announced_is_not_grafted),
+          TEST_CASE(test_graft_is_answered_from_cache),
+          TEST_CASE(test_bad_gossip_frames_close_the_link),
+          TEST_CASE(test_too_many_ids_rejected))

@@ -59,6 +59,7 @@ typedef struct pm_node_config {
   unsigned min_neighbors;          /* 0 = default (2) */
   unsigned ideal_neighbors;        /* 0 = default (3) */
   unsigned max_neighbors;          /* 0 = default (7) */
+  size_t cache_bytes;              /* payloads kept for Graft; 0 = 1 MiB */
   uint64_t (*random)(void *ud);    /* required: uniform 64-bit values */
   void *random_ud;
   const pm_allocator *alloc; /* NULL = the C library's */
@@ -186,6 +187,7 @@ typedef struct pm_node_stats {
   uint64_t delivered;  /* messages delivered locally */
   uint64_t duplicates; /* copies dropped as already seen */
   uint64_t invalid;    /* frames rejected */
+  uint64_t grafts;     /* messages asked for after an announcement */
 } pm_node_stats;
 
 void pm_node_get_stats(const pm_node *node, pm_node_stats *out);

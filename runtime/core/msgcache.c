@@ -1,0 +1,120 @@
+#include "msgcache.h"
+
+#include <string.h>
+
+typedef struct entry {
+  uint8_t id[PM_MSG_ID_LEN];
+  uint64_t at;
+  uint8_t *frame;
+  size_t len;
+} entry;
+
+struct pm_msgcache {
+  const pm_allocator *alloc;
+  size_t max_bytes;
+  uint64_t ttl;
+  entry *ring;
+  size_t head, count, cap;
+  size_t bytes;
+};
+
+pm_msgcache *pm_msgcache_new(const pm_allocator *alloc, size_t max_bytes,
+                             uint64_t ttl_ms) {
+  if (!alloc)
+    alloc = pm_allocator_default();
+  if (max_bytes == 0)
+    return NULL;
+  pm_msgcache *c = alloc->realloc(alloc->ud, NULL, sizeof *c);
+  if (!c)
+    return NULL;
+  memset(c, 0, sizeof *c);
+  c->alloc = alloc;
+  c->max_bytes = max_bytes;
+  c->ttl = ttl_ms;
+  return c;
+}
+
+static void drop_oldest(pm_msgcache *c) {
+  entry *e = &c->ring[c->head];
+  c->bytes -= e->len;
+  c->alloc->realloc(c->alloc->ud, e->frame, 0);
+  e->frame = NULL;
+  c->head = (c->head + 1) % c->cap;
+  c->count--;
+}
+
+void pm_msgcache_free(pm_msgcache *c) {
+  if (!c)
+    return;
+  while (c->count)
+    drop_oldest(c);
+  if (c->ring)
+    c->alloc->realloc(c->alloc->ud, c->ring, 0);
+  c->alloc->realloc(c->alloc->ud, c, 0);
+}
+
+void pm_msgcache_expire(pm_msgcache *c, uint64_t now) {
+  while (c->count && now >= c->ring[c->head].at &&
+         now - c->ring[c->head].at >= c->ttl)
+    drop_oldest(c);
+}
+
+static int grow(pm_msgcache *c) {
+  size_t cap = c->cap ? c->cap * 2 : 32;
+  entry *ring = c->alloc->realloc(c->alloc->ud, NULL, cap * sizeof *ring);
+  if (!ring)
+    return PM_ERR_NOMEM;
+  for (size_t i = 0; i < c->count; i++)
+    ring[i] = c->ring[(c->head + i) % c->cap];
+  if (c->ring)
+    c->alloc->realloc(c->alloc->ud, c->ring, 0);
+  c->ring = ring;
+  c->head = 0;
+  c->cap = cap;
+  return 0;
+}
+
+int pm_msgcache_put(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
+                    const uint8_t *frame, size_t len, uint64_t now) {
+  pm_msgcache_expire(c, now);
+  if (len > c->max_bytes)
+    return 0;
+  while (c->count && c->bytes + len > c->max_bytes)
+    drop_oldest(c);
+  if (c->count == c->cap && grow(c) != 0)
+    return PM_ERR_NOMEM;
+  uint8_t *copy = c->alloc->realloc(c->alloc->ud, NULL, len ? len : 1);
+  if (!copy)
+    return PM_ERR_NOMEM;
+  memcpy(copy, frame, len);
+  entry *e = &c->ring[(c->head + c->count) % c->cap];
+  memcpy(e->id, id, PM_MSG_ID_LEN);
+  e->at = now;
+  e->frame = copy;
+  e->len = len;
+  c->count++;
+  c->bytes += len;
+  return 0;
+}
+
+const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
+                               size_t *len, uint64_t now) {
+  pm_msgcache_expire(c, now);
+  /* Newest first: a Graft asks for what was announced a moment ago. The
+   * scan is linear, which is fine for the rare Graft. */
+  for (size_t i = c->count; i-- > 0;) {
+    entry *e = &c->ring[(c->head + i) % c->cap];
+    if (memcmp(e->id, id, PM_MSG_ID_LEN) == 0) {
+      *len = e->len;
+      return e->frame;
+    }
+  }
+  return NULL;
+}
+
+size_t pm_msgcache_bytes(const pm_msgcache *c) {
+  return c->bytes;
+}
+size_t pm_msgcache_count(const pm_msgcache *c) {
+  return c->count;
+}

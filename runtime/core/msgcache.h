@@ -1,0 +1,35 @@
+/* Recently forwarded flood frames, kept to answer Graft requests.
+ *
+ * A neighbour that learns of a message only by announcement (IHave) asks
+ * for it with Graft; the node answers from this cache. Entries are kept in
+ * arrival order and forgotten when older than the TTL or when the cache
+ * holds more than its byte budget (the oldest go first). */
+#ifndef PM_CORE_MSGCACHE_H
+#define PM_CORE_MSGCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peermesh/alloc.h"
+#include "peermesh/node.h"
+
+typedef struct pm_msgcache pm_msgcache;
+
+/* Returns NULL when out of memory or max_bytes is 0. */
+pm_msgcache *pm_msgcache_new(const pm_allocator *alloc, size_t max_bytes,
+                             uint64_t ttl_ms);
+void pm_msgcache_free(pm_msgcache *c);
+
+/* Stores a copy of `frame` under `id`. Returns 0 or PM_ERR_NOMEM; a frame
+ * larger than the whole budget is not stored (and 0 is returned). Callers
+ * may ignore failure: it only means a later lookup finds nothing. */
+int pm_msgcache_put(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
+                    const uint8_t *frame, size_t len, uint64_t now);
+/* The stored frame for `id`, or NULL. Valid until the next put or expire. */
+const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
+                               size_t *len, uint64_t now);
+void pm_msgcache_expire(pm_msgcache *c, uint64_t now);
+size_t pm_msgcache_bytes(const pm_msgcache *c);
+size_t pm_msgcache_count(const pm_msgcache *c);
+
+#endif

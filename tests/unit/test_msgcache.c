@@ -1,0 +1,85 @@
+/* Unit tests for runtime/core/msgcache.c: payloads kept for Graft. */
+#include "test.h"
+
+#include "msgcache.h"
+
+static void make_id(uint8_t id[PM_MSG_ID_LEN], uint8_t v) {
+  memset(id, v, PM_MSG_ID_LEN);
+}
+
+static void test_put_and_get(void) {
+  pm_msgcache *c = pm_msgcache_new(NULL, 1000, 60000);
+  uint8_t id[PM_MSG_ID_LEN];
+  make_id(id, 1);
+  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"frame one", 9, 1), 0);
+  size_t len = 0;
+  const uint8_t *f = pm_msgcache_get(c, id, &len, 2);
+  CHECK(f != NULL);
+  CHECK_INT(len, 9);
+  if (f)
+    CHECK_MEM(f, "frame one", 9);
+  make_id(id, 2);
+  CHECK(pm_msgcache_get(c, id, &len, 2) == NULL);
+  pm_msgcache_free(c);
+}
+
+static void test_ttl(void) {
+  pm_msgcache *c = pm_msgcache_new(NULL, 1000, 100);
+  uint8_t id[PM_MSG_ID_LEN];
+  make_id(id, 1);
+  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"x", 1, 1000), 0);
+  size_t len;
+  CHECK(pm_msgcache_get(c, id, &len, 1099) != NULL);
+  CHECK(pm_msgcache_get(c, id, &len, 1100) == NULL);
+  CHECK_INT(pm_msgcache_count(c), 0);
+  CHECK_INT(pm_msgcache_bytes(c), 0);
+  pm_msgcache_free(c);
+}
+
+static void test_byte_budget_evicts_oldest(void) {
+  pm_msgcache *c = pm_msgcache_new(NULL, 100, 60000);
+  uint8_t frame[40], id[PM_MSG_ID_LEN];
+  memset(frame, 'f', sizeof frame);
+  for (uint8_t i = 1; i <= 10; i++) {
+    make_id(id, i);
+    CHECK_INT(pm_msgcache_put(c, id, frame, sizeof frame, i), 0);
+    CHECK(pm_msgcache_bytes(c) <= 100);
+  }
+  CHECK_INT(pm_msgcache_count(c), 2); /* 2 x 40 fit in 100 */
+  size_t len;
+  make_id(id, 10);
+  CHECK(pm_msgcache_get(c, id, &len, 11) != NULL);
+  make_id(id, 9);
+  CHECK(pm_msgcache_get(c, id, &len, 11) != NULL);
+  make_id(id, 8);
+  CHECK(pm_msgcache_get(c, id, &len, 11) == NULL);
+  /* A frame bigger than the whole budget is simply not kept. */
+  uint8_t big[101] = {0};
+  make_id(id, 11);
+  CHECK_INT(pm_msgcache_put(c, id, big, sizeof big, 12), 0);
+  CHECK(pm_msgcache_get(c, id, &len, 12) == NULL);
+  CHECK_INT(pm_msgcache_count(c), 2);
+  pm_msgcache_free(c);
+}
+
+static void test_many_entries_grow_and_free(void) {
+  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 20, 60000);
+  uint8_t id[PM_MSG_ID_LEN];
+  for (uint32_t i = 0; i < 5000; i++) {
+    memset(id, 0, sizeof id);
+    memcpy(id, &i, sizeof i);
+    CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"abcdefgh", 8, i), 0);
+  }
+  CHECK_INT(pm_msgcache_count(c), 5000);
+  uint32_t probe = 1234;
+  memset(id, 0, sizeof id);
+  memcpy(id, &probe, sizeof probe);
+  size_t len;
+  CHECK(pm_msgcache_get(c, id, &len, 5000) != NULL);
+  pm_msgcache_free(c);
+  CHECK(pm_msgcache_new(NULL, 0, 1) == NULL);
+}
+
+TEST_MAIN(TEST_CASE(test_put_and_get), TEST_CASE(test_ttl),
+          TEST_CASE(test_byte_budget_evicts_oldest),
+          TEST_CASE(test_many_entries_grow_and_free))
