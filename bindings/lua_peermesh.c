@@ -24,6 +24,8 @@ typedef struct lua_node {
   lua_State *L;
   int self_ref;     /* anchors the userdata while joined */
   int handlers_ref; /* table: event name -> array of functions */
+  int filter_ref;   /* the propagation filter function, or LUA_NOREF */
+  int in_filter;    /* the filter is running: the node must not be used */
 } lua_node;
 
 static const char *const event_names[] = {
@@ -158,7 +160,68 @@ static lua_node *check_joined(lua_State *L) {
   lua_node *ln = check_node(L);
   if (!ln->io)
     luaL_error(L, "this node has left its mesh");
+  if (ln->in_filter)
+    luaL_error(L, "a propagation filter cannot use its node");
   return ln;
+}
+
+static const char *const propagation_names[] = {"none", "local", "remote",
+                                                "both", NULL};
+
+/* Runs the script's filter for one message. An error, or an answer that is
+ * not one of the four names, counts as "both": a broken filter must not
+ * silently swallow the mesh's traffic. */
+static int run_filter(void *ud, const pm_event *ev, int origination) {
+  lua_node *ln = ud;
+  lua_State *L = ln->L;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 8))
+    return PM_PROPAGATE_BOTH;
+  lua_pushcfunction(L, traceback);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ln->filter_ref);
+  push_event(L, ev);
+  lua_pushstring(L, origination == PM_ORIGIN_LOCAL ? "local" : "remote");
+  ln->in_filter = 1;
+  int rc = lua_pcall(L, 2, 1, top + 1);
+  ln->in_filter = 0;
+  int how = PM_PROPAGATE_BOTH;
+  if (rc != LUA_OK) {
+    fprintf(stderr, "peermesh: error in filter: %s\n",
+            lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object)");
+  } else if (!lua_isnil(L, -1)) {
+    const char *answer = lua_tostring(L, -1);
+    int i = 0;
+    while (answer && propagation_names[i] &&
+           strcmp(propagation_names[i], answer))
+      i++;
+    if (answer && propagation_names[i])
+      how = i;
+    else
+      fprintf(stderr,
+              "peermesh: filter answered '%s'; expected none, local, "
+              "remote or both\n",
+              answer ? answer : "?");
+  }
+  lua_settop(L, top);
+  return how;
+}
+
+/* node:filter(fn | nil) -> node */
+static int l_filter(lua_State *L) {
+  lua_node *ln = check_joined(L);
+  if (!lua_isnoneornil(L, 2))
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, ln->filter_ref);
+  ln->filter_ref = LUA_NOREF;
+  if (lua_isnoneornil(L, 2)) {
+    pm_io_node_set_filter(ln->io, NULL, NULL);
+  } else {
+    lua_pushvalue(L, 2);
+    ln->filter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    pm_io_node_set_filter(ln->io, run_filter, ln);
+  }
+  lua_settop(L, 1);
+  return 1;
 }
 
 /* Reads an optional array of strings from field `key` of the table at idx. */
@@ -247,6 +310,7 @@ static int l_join(lua_State *L) {
   ln->L = L;
   ln->self_ref = LUA_NOREF;
   ln->handlers_ref = LUA_NOREF;
+  ln->filter_ref = LUA_NOREF;
   luaL_setmetatable(L, NODE_MT);
   char err[512];
   int rc =
@@ -325,12 +389,16 @@ static void node_release(lua_State *L, lua_node *ln) {
   }
   luaL_unref(L, LUA_REGISTRYINDEX, ln->handlers_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, ln->self_ref);
-  ln->handlers_ref = ln->self_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, ln->filter_ref);
+  ln->handlers_ref = ln->self_ref = ln->filter_ref = LUA_NOREF;
 }
 
 /* node:leave(): also the __gc and __close metamethods */
 static int l_leave(lua_State *L) {
-  node_release(L, check_node(L));
+  lua_node *ln = check_node(L);
+  if (ln->in_filter)
+    return luaL_error(L, "a propagation filter cannot use its node");
+  node_release(L, ln);
   return 0;
 }
 
@@ -401,9 +469,10 @@ static int l_decode(lua_State *L) {
 }
 
 static const luaL_Reg node_methods[] = {
-    {"on", l_on},     {"send", l_send},   {"leave", l_leave},
-    {"id", l_id},     {"mesh", l_mesh},   {"online", l_online},
-    {"port", l_port}, {"stats", l_stats}, {NULL, NULL}};
+    {"on", l_on},         {"filter", l_filter}, {"send", l_send},
+    {"leave", l_leave},   {"id", l_id},         {"mesh", l_mesh},
+    {"online", l_online}, {"port", l_port},     {"stats", l_stats},
+    {NULL, NULL}};
 
 static const luaL_Reg node_meta[] = {{"__gc", l_leave},
                                      {"__close", l_leave},

@@ -134,6 +134,8 @@ struct pm_node {
   pm_msgcache *cache;
   pm_missing *missing;
   pm_buf fwd; /* one encoded flood, copied to every eager link */
+  pm_filter_fn filter;
+  void *filter_ud;
   uint64_t next_prune;
   uint64_t next_explore;
   uint64_t seq;
@@ -562,7 +564,11 @@ static void rate_link(link *l, int news) {
 }
 
 /* Sends a message on: the payload to eager links, an announcement to lazy
- * ones; keeps a copy to answer Graft. */
+ * ones; keeps a copy to answer Graft. The author (`from` NULL) pushes its
+ * own messages on every link: a lazy neighbour would otherwise have to ask
+ * for them, and cannot when the author leaves right after sending (a chat's
+ * Leave). That costs at most a few copies per message, whatever the mesh's
+ * size. */
 static void forward(pm_node *n, uint64_t now, const link *from,
                     const pm_msg_flood *m) {
   pm_buf_reset(&n->fwd);
@@ -573,7 +579,7 @@ static void forward(pm_node *n, uint64_t now, const link *from,
     link *l = n->links[i];
     if (l == from || l->state != LINK_CONNECTED)
       continue;
-    if (l->eager) {
+    if (l->eager || !from) {
       pm_buf_put(&l->out, n->fwd.data, n->fwd.len);
       want_send(n, l, now);
     } else {
@@ -606,6 +612,38 @@ static void deliver(pm_node *n, const pm_msg_flood *m, int own) {
   n->stats.delivered++;
 }
 
+static int is_neighbor(const pm_node *n, const uint8_t id[PM_NODE_ID_LEN]) {
+  for (size_t i = 0; i < n->nlinks; i++)
+    if (n->links[i]->state == LINK_CONNECTED &&
+        memcmp(n->links[i]->peer, id, PM_NODE_ID_LEN) == 0)
+      return 1;
+  return 0;
+}
+
+/* Asks the application's propagation filter, if any, what to do with a
+ * message: deliver it here, send it on, both or neither. */
+static int propagation(pm_node *n, const pm_msg_flood *m, int origination) {
+  if (!n->filter)
+    return PM_PROPAGATE_BOTH;
+  pm_event ev;
+  char action[PM_ACTION_MAX + 1];
+  memset(&ev, 0, sizeof ev);
+  ev.kind = PM_EV_MESSAGE;
+  memcpy(ev.id, m->id, PM_MSG_ID_LEN);
+  memcpy(ev.origin, m->origin, PM_NODE_ID_LEN);
+  ev.seq = m->seq;
+  ev.time_ms = m->time_ms;
+  ev.own = origination == PM_ORIGIN_LOCAL;
+  ev.hops = ev.own ? 0 : (uint32_t)m->hops + 1;
+  memcpy(action, m->action, m->action_len);
+  action[m->action_len] = '\0';
+  ev.action = action;
+  ev.body = m->body;
+  ev.body_len = m->body_len;
+  ev.addr = "";
+  return n->filter(n->filter_ud, &ev, origination) & PM_PROPAGATE_BOTH;
+}
+
 static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
@@ -622,10 +660,13 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return link_error(n, l, now, PM_ERR_BAD_ID);
   if (memcmp(m.origin, n->id, PM_NODE_ID_LEN) == 0 ||
       !pm_dedup_insert(n->seen, m.id, now)) {
-    /* A second copy: the sender need not push payloads here any more. */
+    /* A second copy: the sender need not push payloads here any more.
+     * Except when the author is a neighbour: authors push to every link by
+     * design, so the tree copy that follows theirs says nothing about this
+     * link. */
     n->stats.duplicates++;
     rate_link(l, 0);
-    if (l->eager) {
+    if (l->eager && !is_neighbor(n, m.origin)) {
       l->eager = 0;
       if (pm_msg_write_empty(&l->out, PM_FRAME_PRUNE) == 0)
         want_send(n, l, now);
@@ -634,7 +675,11 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   }
   rate_link(l, 1);
   pm_missing_remove(n->missing, m.id);
-  deliver(n, &m, 0);
+  int how = propagation(n, &m, PM_ORIGIN_REMOTE);
+  if (how & PM_PROPAGATE_LOCAL)
+    deliver(n, &m, 0);
+  if (!(how & PM_PROPAGATE_REMOTE))
+    return 0;
   if (m.has_hop_limit) {
     if (m.hop_limit == 0)
       return 0; /* delivered here, travels no further */
@@ -1108,9 +1153,13 @@ int pm_node_send(pm_node *n, uint64_t now, const pm_send *s,
   m.body_len = s->body_len;
   pm_msg_flood_id(&m, m.id);
   pm_dedup_insert(n->seen, m.id, now);
-  deliver(n, &m, 1);
   if (id_out)
     memcpy(id_out, m.id, PM_MSG_ID_LEN);
+  int how = propagation(n, &m, PM_ORIGIN_LOCAL);
+  if (how & PM_PROPAGATE_LOCAL)
+    deliver(n, &m, 1);
+  if (!(how & PM_PROPAGATE_REMOTE))
+    return 0;
   if (s->has_hop_limit) {
     if (s->hop_limit == 0)
       return 0; /* this node only */
@@ -1251,6 +1300,11 @@ int pm_node_next_event(pm_node *n, pm_event *ev) {
   ev->addr = n->ev_current.addr;
   ev->body = n->ev_current.body;
   return 1;
+}
+
+void pm_node_set_filter(pm_node *n, pm_filter_fn fn, void *ud) {
+  n->filter = fn;
+  n->filter_ud = ud;
 }
 
 void pm_node_get_stats(const pm_node *n, pm_node_stats *out) {

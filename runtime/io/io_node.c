@@ -694,6 +694,11 @@ void pm_io_node_leave(pm_io_node *n) {
     uv_close((uv_handle_t *)&n->listener, on_handle_closed);
 }
 
+void pm_io_node_set_filter(pm_io_node *n, pm_filter_fn fn, void *ud) {
+  if (n->core)
+    pm_node_set_filter(n->core, fn, ud);
+}
+
 const uint8_t *pm_io_node_id(const pm_io_node *n) {
   return n->id;
 }

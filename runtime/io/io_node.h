@@ -46,6 +46,10 @@ int pm_io_node_send(pm_io_node *node, const char *action, const char *body,
  * closes everything and frees the node once libuv is done with it. */
 void pm_io_node_leave(pm_io_node *node);
 
+/* Sets the node's propagation filter (see pm_node_set_filter); NULL
+ * clears it. The filter must not call back into the node. */
+void pm_io_node_set_filter(pm_io_node *node, pm_filter_fn fn, void *ud);
+
 const uint8_t *pm_io_node_id(const pm_io_node *node);
 const char *pm_io_node_mesh(const pm_io_node *node);
 /* The port the node listens on. */

@@ -748,11 +748,12 @@ static void test_three_node_mesh_delivers_once(void) {
       CHECK_INT(m->body_len, 0);
     }
   }
-  /* The first message's duplicates pruned those links to lazy: the second
-   * travels a spanning tree and arrives once everywhere, announced (IHave)
-   * rather than pushed on the pruned link. */
-  CHECK_INT(stats(w, 0).duplicates, 0);
-  CHECK_INT(stats(w, 1).duplicates, 1);
+  /* The first message's duplicates pruned B-C to lazy. C writes the second:
+   * an author pushes to all its links, so A and B get it directly, and only
+   * the still-eager A-B link carries a relayed duplicate each way; B-C is
+   * not used again. */
+  CHECK_INT(stats(w, 0).duplicates, 1);
+  CHECK_INT(stats(w, 1).duplicates, 2);
   CHECK_INT(stats(w, 2).duplicates, 1);
   for (int i = 0; i < 3; i++)
     CHECK_INT(stats(w, i).grafts, 0);
@@ -861,14 +862,24 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   CHECK_INT(count_msgs(w, 0, "Chat"), 2);
   CHECK_INT(stats(w, 0).duplicates, 3);
 
-  /* The duplicates made A prune the raw link: A tells it once, and from
-   * then on announces instead of pushing. */
+  /* Those were written by the raw neighbour itself: authors push on every
+   * link, so their duplicates do not prune. A relayed message's duplicate
+   * does: A tells the raw link once, and from then on announces to it
+   * what it relays instead of pushing. */
+  CHECK_INT(raw_frames(w, r, PM_FRAME_PRUNE), 0);
+  make_flood(&b, 0x99, 1, "Relayed", "r", 1);
+  make_flood(&b, 0x99, 1, "Relayed", "r", 2);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(count_msgs(w, 0, "Relayed"), 1);
+  CHECK_INT(stats(w, 0).duplicates, 4);
   CHECK_INT(raw_frames(w, r, PM_FRAME_PRUNE), 1);
+  CHECK_INT(send_msg(w, 1, "FromB", "b", 0, 0, NULL), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
 
   /* A's own message coming back is a duplicate too. */
   uint8_t id[PM_MSG_ID_LEN];
   CHECK_INT(send_msg(w, 0, "Mine", "m", 0, 0, id), 0);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1); /* authors push to all */
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   pm_msg_flood mf;
   memset(&mf, 0, sizeof mf);
@@ -884,7 +895,7 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   CHECK_INT(pm_msg_write_flood(&b, &mf), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   CHECK_INT(count_msgs(w, 0, "Mine"), 1);
-  CHECK_INT(stats(w, 0).duplicates, 4);
+  CHECK_INT(stats(w, 0).duplicates, 5);
   CHECK_INT(stats(w, 0).invalid, 0);
   CHECK_INT(stats(w, 1).duplicates, 0);
   pm_buf_free(&b);
@@ -1725,18 +1736,20 @@ static void test_graft_is_answered_from_cache(void) {
   size_t r = raw_neighbor(w, 0, 0x77);
   pm_buf b;
   pm_buf_init(&b, NULL);
-  /* Prune the raw link so A only announces to it. */
+  /* Prune the raw link so A only announces what it relays there. (What A
+   * itself writes it pushes on every link.) */
   CHECK_INT(pm_msg_write_empty(&b, PM_FRAME_PRUNE), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   uint8_t id[PM_MSG_ID_LEN];
-  CHECK_INT(send_msg(w, 0, "Chat", "from A", 0, 0, id), 0);
+  CHECK_INT(send_msg(w, 1, "Chat", "from B", 0, 0, id), 0);
+  CHECK_INT(count_msgs(w, 0, "Chat"), 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   /* Graft asks for it and turns the link eager again. */
   CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_GRAFT, id, 1), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
-  CHECK_INT(send_msg(w, 0, "Chat", "again", 0, 0, NULL), 0);
+  CHECK_INT(send_msg(w, 1, "Chat", "again", 0, 0, NULL), 0);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 2);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   /* A Graft for something unknown is answered with nothing. */
@@ -1786,34 +1799,80 @@ static void test_too_many_ids_rejected(void) {
   pm_buf_free(&b);
 }
 
-TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
-          TEST_CASE(test_three_node_mesh_delivers_once),
-          TEST_CASE(test_hop_limits),
-          TEST_CASE(test_duplicate_floods_counted_not_delivered),
-          TEST_CASE(test_busy_node_refuses_with_referrals),
-          TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
-          TEST_CASE(test_simultaneous_dial_smaller_id_first),
-          TEST_CASE(test_simultaneous_dial_larger_id_first),
-          TEST_CASE(test_simultaneous_dial_late_hello),
-          TEST_CASE(test_second_link_same_direction),
-          TEST_CASE(test_bad_input_closes_only_that_link),
-          TEST_CASE(test_huge_header_byte_by_byte),
-          TEST_CASE(test_flood_with_bad_id), TEST_CASE(test_leave),
-          TEST_CASE(test_leave_refers_every_neighbor),
-          TEST_CASE(test_add_peer_after_leave_fails_closed),
-          TEST_CASE(test_idle_link_pinged_then_closed),
-          TEST_CASE(test_talking_link_stays_up),
-          TEST_CASE(test_handshake_timeout),
-          TEST_CASE(test_failed_dial_backoff_unpinned),
-          TEST_CASE(test_failed_dial_backoff_pinned),
-          TEST_CASE(test_deadline_after_timeout_is_in_future),
-          TEST_CASE(test_deadline_in_future_while_dial_pending),
-          TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
-          TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
-          TEST_CASE(test_tables_are_bounded),
-          TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
-          TEST_CASE(test_announced_message_is_grafted),
-          TEST_CASE(test_known_message_announced_is_not_grafted),
-          TEST_CASE(test_graft_is_answered_from_cache),
-          TEST_CASE(test_bad_gossip_frames_close_the_link),
-          TEST_CASE(test_too_many_ids_rejected))
+typedef struct filter_probe {
+  int answer;      /* what the filter returns */
+  int calls;       /* how often it ran */
+  int last_origin; /* origination of the last call */
+  char last_action[PM_ACTION_MAX + 1];
+} filter_probe;
+
+static int probe_filter(void *ud, const pm_event *msg, int origination) {
+  filter_probe *p = ud;
+  p->calls++;
+  p->last_origin = origination;
+  snprintf(p->last_action, sizeof p->last_action, "%s", msg->action);
+  return p->answer;
+}
+
+static void test_propagation_filter(void) {
+  world *w = line_world(); /* A(0) - B(1) - C(2) */
+  filter_probe pb = {PM_PROPAGATE_LOCAL, 0, -1, ""};
+  pm_node_set_filter(w->n[1].node, probe_filter, &pb);
+  /* B keeps A's message to itself: delivered at B, never reaches C. */
+  CHECK_INT(send_msg(w, 0, "Local", "x", 0, 0, NULL), 0);
+  CHECK_INT(pb.calls, 1);
+  CHECK_INT(pb.last_origin, PM_ORIGIN_REMOTE);
+  CHECK_STR(pb.last_action, "Local");
+  CHECK_INT(count_msgs(w, 1, "Local"), 1);
+  CHECK_INT(count_msgs(w, 2, "Local"), 0);
+  /* REMOTE: B relays without showing it. */
+  pb.answer = PM_PROPAGATE_REMOTE;
+  CHECK_INT(send_msg(w, 0, "Relay", "x", 0, 0, NULL), 0);
+  CHECK_INT(count_msgs(w, 1, "Relay"), 0);
+  CHECK_INT(count_msgs(w, 2, "Relay"), 1);
+  /* NONE drops it here. */
+  pb.answer = PM_PROPAGATE_NONE;
+  CHECK_INT(send_msg(w, 0, "Drop", "x", 0, 0, NULL), 0);
+  CHECK_INT(count_msgs(w, 1, "Drop"), 0);
+  CHECK_INT(count_msgs(w, 2, "Drop"), 0);
+  /* The idiom for "do not echo my own messages": REMOTE for local origin. */
+  filter_probe pa = {PM_PROPAGATE_REMOTE, 0, -1, ""};
+  pm_node_set_filter(w->n[0].node, probe_filter, &pa);
+  pm_node_set_filter(w->n[1].node, NULL, NULL);
+  CHECK_INT(send_msg(w, 0, "Quiet", "x", 0, 0, NULL), 0);
+  CHECK_INT(pa.last_origin, PM_ORIGIN_LOCAL);
+  CHECK_INT(count_msgs(w, 0, "Quiet"), 0);
+  CHECK_INT(count_msgs(w, 1, "Quiet"), 1);
+  CHECK_INT(count_msgs(w, 2, "Quiet"), 1);
+  world_free(w);
+}
+
+TEST_MAIN(
+    TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
+    TEST_CASE(test_three_node_mesh_delivers_once), TEST_CASE(test_hop_limits),
+    TEST_CASE(test_duplicate_floods_counted_not_delivered),
+    TEST_CASE(test_busy_node_refuses_with_referrals),
+    TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
+    TEST_CASE(test_simultaneous_dial_smaller_id_first),
+    TEST_CASE(test_simultaneous_dial_larger_id_first),
+    TEST_CASE(test_simultaneous_dial_late_hello),
+    TEST_CASE(test_second_link_same_direction),
+    TEST_CASE(test_bad_input_closes_only_that_link),
+    TEST_CASE(test_huge_header_byte_by_byte), TEST_CASE(test_flood_with_bad_id),
+    TEST_CASE(test_leave), TEST_CASE(test_leave_refers_every_neighbor),
+    TEST_CASE(test_add_peer_after_leave_fails_closed),
+    TEST_CASE(test_idle_link_pinged_then_closed),
+    TEST_CASE(test_talking_link_stays_up), TEST_CASE(test_handshake_timeout),
+    TEST_CASE(test_failed_dial_backoff_unpinned),
+    TEST_CASE(test_failed_dial_backoff_pinned),
+    TEST_CASE(test_deadline_after_timeout_is_in_future),
+    TEST_CASE(test_deadline_in_future_while_dial_pending),
+    TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
+    TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
+    TEST_CASE(test_tables_are_bounded),
+    TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
+    TEST_CASE(test_announced_message_is_grafted),
+    TEST_CASE(test_known_message_announced_is_not_grafted),
+    TEST_CASE(test_graft_is_answered_from_cache),
+    TEST_CASE(test_bad_gossip_frames_close_the_link),
+    TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter))

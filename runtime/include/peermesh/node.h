@@ -179,6 +179,28 @@ typedef struct pm_event {
 /* Returns 1 and fills `ev`, or 0 when no event is pending. */
 int pm_node_next_event(pm_node *node, pm_event *ev);
 
+/* ---- propagation filter ---------------------------------------------------
+ * PeerChannel's PeerMessagePropagationFilter: for every new message, sent
+ * here (PM_ORIGIN_LOCAL) or received (PM_ORIGIN_REMOTE), the filter decides
+ * whether it is delivered here (LOCAL), sent on to neighbours (REMOTE),
+ * both, or dropped. `msg` is an event view valid during the call only. The
+ * filter runs inside the node: it must not call into the node. */
+
+enum pm_propagation {
+  PM_PROPAGATE_NONE = 0,
+  PM_PROPAGATE_LOCAL = 1,
+  PM_PROPAGATE_REMOTE = 2,
+  PM_PROPAGATE_BOTH = 3,
+};
+
+enum pm_origination { PM_ORIGIN_LOCAL = 0, PM_ORIGIN_REMOTE = 1 };
+
+typedef int (*pm_filter_fn)(void *ud, const pm_event *msg, int origination);
+
+/* Sets (or with NULL clears) the filter. Without one, every message is
+ * delivered and sent on. */
+void pm_node_set_filter(pm_node *node, pm_filter_fn fn, void *ud);
+
 /* ---- inspection --------------------------------------------------------- */
 
 typedef struct pm_node_stats {
