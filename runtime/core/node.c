@@ -73,6 +73,7 @@ typedef struct link {
   int eager;        /* payloads are pushed on this link, not announced */
   pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
   pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
+  size_t in_flight; /* bytes handed to the app and not reported drained */
   uint32_t utility; /* 0..UTILITY_MAX: how often it brings news */
   uint32_t samples;
 } link;
@@ -133,7 +134,8 @@ struct pm_node {
   pm_dedup *seen;
   pm_msgcache *cache;
   pm_missing *missing;
-  pm_buf fwd; /* one encoded flood, copied to every eager link */
+  pm_buf fwd;         /* one encoded flood, copied to every eager link */
+  size_t queue_limit; /* 0: the app does not report drained bytes */
   pm_filter_fn filter;
   void *filter_ud;
   uint64_t next_prune;
@@ -201,6 +203,8 @@ const char *pm_close_reason_name(int reason) {
     return "idle_timeout";
   case PM_CLOSE_TRANSPORT:
     return "transport";
+  case PM_CLOSE_TOO_SLOW:
+    return "too_slow";
   default:
     return "unknown";
   }
@@ -281,8 +285,19 @@ static void free_link(pm_node *n, link *l) {
 
 /* Marks that a link has bytes to send. Failure to queue is fatal for the
  * link only when memory is exhausted, which the caller sees via out.err. */
+static void close_link(pm_node *n, link *l, uint64_t now, int reason,
+                       uint8_t send_frame, const pm_msg_referrals *refs);
+
 static void want_send(pm_node *n, link *l, uint64_t now) {
   l->last_send = now;
+  /* Payloads are held back at the queue limit (forward()); anything else
+   * piling up to twice that means the peer has stopped reading. */
+  if (n->queue_limit && l->state != LINK_CLOSED &&
+      l->in_flight + l->out.len > 2 * n->queue_limit) {
+    l->out.len = 0;
+    close_link(n, l, now, PM_CLOSE_TOO_SLOW, 0, NULL);
+    return;
+  }
   if (l->send_queued || l->out.len == 0)
     return;
   if (push_out(n, PM_OUT_SEND, l->id))
@@ -579,6 +594,17 @@ static void forward(pm_node *n, uint64_t now, const link *from,
     link *l = n->links[i];
     if (l == from || l->state != LINK_CONNECTED)
       continue;
+    if (n->queue_limit &&
+        l->in_flight + l->out.len + n->fwd.len > n->queue_limit) {
+      /* The neighbour does not keep up. Drop it unless it is the last one;
+       * then drop this copy for it instead: memory stays bounded either
+       * way, and it can still ask for what it missed. */
+      if (count_state(n, LINK_CONNECTED) > 1)
+        close_link(n, l, now, PM_CLOSE_TOO_SLOW, 0, NULL);
+      else
+        n->stats.dropped++;
+      continue;
+    }
     if (l->eager || !from) {
       pm_buf_put(&l->out, n->fwd.data, n->fwd.len);
       want_send(n, l, now);
@@ -953,6 +979,7 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   copy_str(n->mesh, sizeof n->mesh, cfg->mesh);
   memcpy(n->id, cfg->node_id, PM_NODE_ID_LEN);
   n->listen_port = cfg->listen_port;
+  n->queue_limit = cfg->send_queue_limit;
   n->min_n = mn;
   n->ideal_n = id;
   n->max_n = mx;
@@ -1084,6 +1111,14 @@ void pm_node_link_closed(pm_node *n, uint64_t now, uint32_t link_id) {
     close_link(n, l, now, PM_CLOSE_TRANSPORT, 0, NULL);
   }
   finish(n, now);
+}
+
+void pm_node_link_drained(pm_node *n, uint64_t now, uint32_t link_id,
+                          size_t bytes) {
+  (void)now;
+  link *l = find_link(n, link_id);
+  if (l)
+    l->in_flight = bytes < l->in_flight ? l->in_flight - bytes : 0;
 }
 
 void pm_node_dial_failed(pm_node *n, uint64_t now, const char *addr) {
@@ -1272,6 +1307,8 @@ int pm_node_next_output(pm_node *n, pm_output *out) {
       pm_buf_reset(&l->out);
       out->data = n->scratch.data;
       out->len = n->scratch.len;
+      if (n->queue_limit)
+        l->in_flight += out->len;
       return 1;
     }
     if (o->kind == PM_OUT_CLOSE) {

@@ -10,9 +10,9 @@
 #include "frame.h"
 #include "net.h"
 
-/* A link whose socket holds more unsent bytes than this is dropped: the
- * peer is not reading, and its backlog must not grow without bound. */
-#define LINK_WRITE_LIMIT (8u * 1024 * 1024)
+/* Most bytes a link may have waiting in its socket's queue; the core drops
+ * a neighbour that does not drain (PM_CLOSE_TOO_SLOW). */
+#define LINK_QUEUE_LIMIT (1024u * 1024)
 #define MAX_RESOLVERS 8
 #define RESOLVE_MAX 8
 #define KNOWN_PEERS_AT_START 8
@@ -36,6 +36,8 @@ typedef struct io_link {
 typedef struct write_req {
   uv_write_t req;
   uv_buf_t buf;
+  pm_io_node *node;
+  uint32_t link_id;
 } write_req;
 
 struct pm_io_node {
@@ -192,6 +194,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void on_write(uv_write_t *req, int status) {
   (void)status; /* a failed write shows up as a read error or EOF */
   write_req *w = (write_req *)req;
+  pm_io_node *n = w->node;
+  /* Writes finish before their handle's close callback, so the node is
+   * still here; the core ignores links it has already closed. */
+  pm_node_link_drained(n->core, now_ms(n), w->link_id, w->buf.len);
   free(w->buf.base);
   free(w);
 }
@@ -200,27 +206,20 @@ static void link_write(pm_io_node *n, io_link *l, const uint8_t *data,
                        size_t len) {
   if (l->closing || !l->open)
     return;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) >
-      LINK_WRITE_LIMIT) {
-    pm_host_log(n->host, 0,
-                "dropping a neighbour that does not read (%zu "
-                "bytes waiting)",
-                uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp));
-    uint32_t id = l->id;
-    link_close_now(l);
-    pm_node_link_closed(n->core, now_ms(n), id);
-    return;
-  }
   write_req *w = malloc(sizeof *w);
   char *copy = malloc(len);
   if (!w || !copy) {
     free(w);
     free(copy);
+    pm_node_link_drained(n->core, now_ms(n), l->id, len); /* never queued */
     return;
   }
   memcpy(copy, data, len);
   w->buf = uv_buf_init(copy, (unsigned)len);
+  w->node = n;
+  w->link_id = l->id;
   if (uv_write(&w->req, (uv_stream_t *)&l->tcp, &w->buf, 1, on_write) != 0) {
+    pm_node_link_drained(n->core, now_ms(n), l->id, len);
     free(copy);
     free(w);
   }
@@ -588,6 +587,7 @@ int pm_io_node_join(pm_host *host, const pm_join_options *o, pm_io_event_cb cb,
   cfg.mesh = o->mesh;
   memcpy(cfg.node_id, n->id, PM_NODE_ID_LEN);
   cfg.listen_port = n->port;
+  cfg.send_queue_limit = LINK_QUEUE_LIMIT;
   cfg.random = random_cb;
   rc = pm_node_new(&cfg, &n->core);
   if (rc) {

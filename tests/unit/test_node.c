@@ -95,6 +95,9 @@ typedef struct world {
   int hold_from, hold_dialer;
   /* Slow connects: DIAL outputs are recorded but not answered. */
   int defer_dials;
+  /* send_queue_limit for nodes added from now on. The harness never
+   * reports bytes drained, so with a limit every link looks stalled. */
+  size_t queue_limit;
   wire_frame frames[MAX_FRAMES];
   size_t nframes;
   unsigned stuck; /* deadline still <= now after handle_timeout(now) */
@@ -155,6 +158,7 @@ static int world_add(world *w, const char *mesh, uint8_t id_byte,
   cfg.min_neighbors = min_n;
   cfg.ideal_neighbors = ideal_n;
   cfg.max_neighbors = max_n;
+  cfg.send_queue_limit = w->queue_limit;
   cfg.random = xorshift_random;
   cfg.random_ud = &n->rng;
   int rc = pm_node_new(&cfg, &n->node);
@@ -1847,6 +1851,33 @@ static void test_propagation_filter(void) {
   world_free(w);
 }
 
+static void test_slow_neighbour_dropped_never_the_last(void) {
+  world *w = world_new(1000);
+  w->queue_limit = 4096;
+  world_add(w, "lobby", 0x11, 0, 0, 0);
+  world_add(w, "lobby", 0x22, 0, 0, 0);
+  CHECK_INT(connect_to(w, 0, 1), 0);
+  raw_neighbor(w, 0, 0x77);
+  CHECK_INT(stats(w, 0).neighbors, 2);
+  char body[1001];
+  memset(body, 'x', 1000);
+  body[1000] = '\0';
+  /* Nothing drains: after about four 1 KB messages both links are full. One
+   * is dropped as too slow; the other, now the last, is kept, and the
+   * copies that do not fit are dropped instead. */
+  for (int k = 0; k < 8; k++)
+    CHECK_INT(send_msg(w, 0, "Big", body, 0, 0, NULL), 0);
+  CHECK_INT(stats(w, 0).neighbors, 1);
+  size_t slow = 0, from = 0;
+  const rec_event *e;
+  while ((e = next_ev(w, 0, PM_EV_NEIGHBOR_DOWN, &from)))
+    slow += e->reason == PM_CLOSE_TOO_SLOW;
+  CHECK_INT(slow, 1);
+  CHECK(stats(w, 0).dropped >= 1);
+  CHECK_INT(count_msgs(w, 0, "Big"), 8); /* still delivered locally */
+  world_free(w);
+}
+
 TEST_MAIN(
     TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
     TEST_CASE(test_three_node_mesh_delivers_once), TEST_CASE(test_hop_limits),
@@ -1875,4 +1906,5 @@ TEST_MAIN(
     TEST_CASE(test_known_message_announced_is_not_grafted),
     TEST_CASE(test_graft_is_answered_from_cache),
     TEST_CASE(test_bad_gossip_frames_close_the_link),
-    TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter))
+    TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter),
+    TEST_CASE(test_slow_neighbour_dropped_never_the_last))

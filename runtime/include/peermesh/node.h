@@ -45,6 +45,7 @@ enum pm_close_reason {
   PM_CLOSE_PROTOCOL_ERROR = 7,     /* the peer sent something invalid */
   PM_CLOSE_IDLE_TIMEOUT = 8,       /* nothing heard for too long */
   PM_CLOSE_TRANSPORT = 9,          /* the connection failed (local only) */
+  PM_CLOSE_TOO_SLOW = 10,          /* its send queue would not drain (local) */
 };
 
 /* The stable lower-case name of a close reason, e.g. "node_busy". */
@@ -60,7 +61,10 @@ typedef struct pm_node_config {
   unsigned ideal_neighbors;        /* 0 = default (3) */
   unsigned max_neighbors;          /* 0 = default (7) */
   size_t cache_bytes;              /* payloads kept for Graft; 0 = 1 MiB */
-  uint64_t (*random)(void *ud);    /* required: uniform 64-bit values */
+  /* Most bytes a link may have waiting to be written. 0 = unlimited, for
+   * applications that do not call pm_node_link_drained. */
+  size_t send_queue_limit;
+  uint64_t (*random)(void *ud); /* required: uniform 64-bit values */
   void *random_ud;
   const pm_allocator *alloc; /* NULL = the C library's */
 } pm_node_config;
@@ -88,6 +92,10 @@ int pm_node_link_recv(pm_node *node, uint64_t now, uint32_t link_id,
                       const uint8_t *data, size_t len);
 /* The transport connection ended (EOF, error, or after a close output). */
 void pm_node_link_closed(pm_node *node, uint64_t now, uint32_t link_id);
+/* `bytes` of what the link's SEND outputs carried have been written (they
+ * left the application's queue). Only needed with send_queue_limit. */
+void pm_node_link_drained(pm_node *node, uint64_t now, uint32_t link_id,
+                          size_t bytes);
 /* An address from a DIAL output could not be reached. */
 void pm_node_dial_failed(pm_node *node, uint64_t now, const char *addr);
 
@@ -210,6 +218,7 @@ typedef struct pm_node_stats {
   uint64_t duplicates; /* copies dropped as already seen */
   uint64_t invalid;    /* frames rejected */
   uint64_t grafts;     /* messages asked for after an announcement */
+  uint64_t dropped;    /* copies not queued for a last, slow neighbour */
 } pm_node_stats;
 
 void pm_node_get_stats(const pm_node *node, pm_node_stats *out);
