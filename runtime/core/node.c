@@ -832,6 +832,9 @@ static unsigned pending_outbound(const pm_node *n) {
 
 /* Above ideal, closes the least useful link whose score is settled. */
 static void prune(pm_node *n, uint64_t now) {
+  /* Look again only after the interval, whether or not a link goes now:
+   * with no settled link yet the deadline must still move forward. */
+  n->next_prune = now + PRUNE_INTERVAL_MS;
   link *worst = NULL;
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];

@@ -1,0 +1,469 @@
+/* What a run measures, and the report.
+ *
+ * A message must reach every node that was running from its send time until
+ * window_ms after it (the sender excepted); those are its expected
+ * deliveries, counted when it is sent (churn is planned in advance, so
+ * every node's end is known then). A delivery is a node's first
+ * PM_EV_MESSAGE with own = 0 for the message's ID; a second one is a
+ * duplicate delivery, a bug in the core. Frames are counted by reading the
+ * 6-byte headers in the byte streams the network delivers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h" /* PM_FRAME_FLOOD, PM_FRAME_HEADER */
+#include "sim.h"
+
+#define LAT_BUCKETS 600001 /* ms; later deliveries land in the last one */
+#define HOP_BUCKETS 65537
+
+void sim_metrics_init(sim *s) {
+  uint32_t m = s->o->messages;
+  s->msgs = sim_xcalloc((size_t)m + 1, sizeof *s->msgs);
+  uint32_t slots = 16;
+  while (slots < 2 * m)
+    slots *= 2;
+  s->msg_slots = sim_xcalloc(slots, sizeof *s->msg_slots);
+  s->msg_mask = slots - 1;
+  s->c.lat_len = LAT_BUCKETS;
+  s->c.lat_hist = sim_xcalloc(LAT_BUCKETS, sizeof *s->c.lat_hist);
+  s->c.hop_len = HOP_BUCKETS;
+  s->c.hop_hist = sim_xcalloc(HOP_BUCKETS, sizeof *s->c.hop_hist);
+}
+
+void sim_metrics_free(sim *s) {
+  free(s->msgs);
+  free(s->msg_slots);
+  free(s->c.lat_hist);
+  free(s->c.hop_hist);
+}
+
+static uint32_t id_slot(const uint8_t *id) {
+  uint32_t v;
+  memcpy(&v, id, sizeof v); /* IDs are hashes: any 4 bytes are uniform */
+  return v;
+}
+
+static uint32_t msg_find(const sim *s, const uint8_t *id) {
+  for (uint32_t i = id_slot(id) & s->msg_mask;; i = (i + 1) & s->msg_mask) {
+    uint32_t v = s->msg_slots[i];
+    if (v == 0)
+      return SIM_NONE;
+    if (memcmp(s->msgs[v - 1].id, id, PM_MSG_ID_LEN) == 0)
+      return v - 1;
+  }
+}
+
+/* Had node `n` to receive a message sent at `at` by `sender`? */
+static int must_receive(const sim *s, uint32_t n, uint64_t at,
+                        uint32_t sender) {
+  const sim_node *nd = &s->nodes[n];
+  return n != sender && nd->start_ms <= at &&
+         (nd->end_ms == SIM_NEVER || nd->end_ms >= at + s->o->window_ms);
+}
+
+void sim_msg_sent(sim *s, uint32_t sender, const uint8_t id[PM_MSG_ID_LEN]) {
+  if (s->nmsgs >= s->o->messages || msg_find(s, id) != SIM_NONE) {
+    s->c.sim_errors++;
+    return;
+  }
+  uint32_t idx = s->nmsgs++;
+  sim_msg *m = &s->msgs[idx];
+  memcpy(m->id, id, PM_MSG_ID_LEN);
+  m->sent_at = s->now;
+  m->sender = sender;
+  m->during_cut = (uint8_t)s->cut;
+  uint8_t side = s->hosts[s->nodes[sender].host].side;
+  for (uint32_t i = 0; i < s->nlive; i++) {
+    uint32_t r = s->live[i];
+    if (!must_receive(s, r, s->now, sender))
+      continue;
+    m->expected++;
+    m->expected_same += s->hosts[s->nodes[r].host].side == side;
+  }
+  s->c.expected += m->expected;
+  uint32_t i = id_slot(id) & s->msg_mask;
+  while (s->msg_slots[i])
+    i = (i + 1) & s->msg_mask;
+  s->msg_slots[i] = idx + 1;
+  uint64_t v;
+  memcpy(&v, id, sizeof v);
+  sim_trace(s, v);
+}
+
+void sim_on_message(sim *s, uint32_t n, const pm_event *ev) {
+  if (ev->own)
+    return;
+  uint32_t idx = msg_find(s, ev->id);
+  if (idx == SIM_NONE) {
+    s->c.unknown_messages++;
+    return;
+  }
+  uint64_t v;
+  memcpy(&v, ev->id, sizeof v);
+  sim_trace(s, v ^ ((uint64_t)n << 40) ^ ev->hops);
+  uint8_t *bits = s->delivered + (size_t)n * s->bits_per_node;
+  uint8_t mask = (uint8_t)(1u << (idx % 8));
+  if (bits[idx / 8] & mask) {
+    s->c.duplicate_deliveries++;
+    if (s->o->verbose)
+      fprintf(stderr, "[%llu] duplicate delivery of message %u to node %u\n",
+              (unsigned long long)s->now, idx, n);
+    return;
+  }
+  bits[idx / 8] |= mask;
+  s->c.deliveries_all++;
+  sim_msg *m = &s->msgs[idx];
+  if (!must_receive(s, n, m->sent_at, m->sender))
+    return;
+  m->delivered++;
+  m->delivered_same += s->hosts[s->nodes[n].host].side ==
+                       s->hosts[s->nodes[m->sender].host].side;
+  s->c.deliveries++;
+  uint64_t lat = s->now - m->sent_at;
+  s->c.lat_hist[lat < s->c.lat_len ? lat : s->c.lat_len - 1]++;
+  s->c.hop_hist[ev->hops < s->c.hop_len ? ev->hops : s->c.hop_len - 1]++;
+}
+
+void sim_count_frames(sim *s, sim_dir *d, const uint8_t *p, size_t len) {
+  while (len) {
+    if (d->hdr_have < PM_FRAME_HEADER) {
+      size_t k = PM_FRAME_HEADER - d->hdr_have;
+      if (k > len)
+        k = len;
+      memcpy(d->hdr + d->hdr_have, p, k);
+      d->hdr_have = (uint8_t)(d->hdr_have + k);
+      p += k;
+      len -= k;
+      if (d->hdr_have < PM_FRAME_HEADER)
+        return;
+      d->frame_type = d->hdr[1];
+      d->frame_len = (uint32_t)d->hdr[2] << 24 | (uint32_t)d->hdr[3] << 16 |
+                     (uint32_t)d->hdr[4] << 8 | d->hdr[5];
+      d->frame_left = d->frame_len;
+    }
+    size_t k = d->frame_left < len ? d->frame_left : len;
+    d->frame_left -= (uint32_t)k;
+    p += k;
+    len -= k;
+    if (d->frame_left == 0) {
+      /* A whole frame has arrived. */
+      uint64_t bytes = PM_FRAME_HEADER + (uint64_t)d->frame_len;
+      if (d->frame_type == PM_FRAME_FLOOD) {
+        s->c.flood_frames++;
+        s->c.flood_bytes += bytes;
+      } else {
+        s->c.control_frames++;
+        s->c.control_bytes += bytes;
+      }
+      d->hdr_have = 0;
+    }
+  }
+}
+
+void sim_debug_segment(sim *s, uint32_t ci, uint32_t di, const uint8_t *p,
+                       size_t len) {
+  const sim_conn *c = &s->conns[ci];
+  fprintf(stderr, "[%llu] conn %u: node %u -> node %u, %zu bytes:",
+          (unsigned long long)s->now, ci, c->node[di], c->node[1 - di], len);
+  if (c->dir[di].hdr_have || c->dir[di].frame_left) {
+    fprintf(stderr, " (continues a frame)\n");
+    return;
+  }
+  while (len >= PM_FRAME_HEADER) {
+    uint32_t flen = (uint32_t)p[2] << 24 | (uint32_t)p[3] << 16 |
+                    (uint32_t)p[4] << 8 | p[5];
+    size_t have = len - PM_FRAME_HEADER < flen ? len - PM_FRAME_HEADER : flen;
+    const uint8_t *pl = p + PM_FRAME_HEADER;
+    fprintf(stderr, " [0x%02x", p[1]);
+    if (p[1] == PM_FRAME_FLOOD && have >= PM_MSG_ID_LEN) {
+      uint32_t idx = msg_find(s, pl);
+      fprintf(stderr, " msg %d", idx == SIM_NONE ? -1 : (int)idx);
+    } else if ((p[1] == PM_FRAME_IHAVE || p[1] == PM_FRAME_GRAFT) && have) {
+      for (size_t k = 0; k < pl[0] && 1 + (k + 1) * PM_MSG_ID_LEN <= have;
+           k++) {
+        uint32_t idx = msg_find(s, pl + 1 + k * PM_MSG_ID_LEN);
+        fprintf(stderr, " %d", idx == SIM_NONE ? -1 : (int)idx);
+      }
+    }
+    fprintf(stderr, "]");
+    if (PM_FRAME_HEADER + (size_t)flen > len)
+      break;
+    p += PM_FRAME_HEADER + flen;
+    len -= PM_FRAME_HEADER + flen;
+  }
+  fprintf(stderr, "\n");
+}
+
+static uint32_t uf_find(uint32_t *uf, uint32_t x) {
+  while (uf[x] != x) {
+    uf[x] = uf[uf[x]];
+    x = uf[x];
+  }
+  return x;
+}
+
+uint32_t sim_components(sim *s) {
+  for (uint32_t i = 0; i < s->nlive; i++)
+    s->uf[s->live[i]] = s->live[i];
+  for (uint32_t ci = 0; ci < s->conns_len; ci++) {
+    const sim_conn *c = &s->conns[ci];
+    if (!c->in_use || !c->up[0] || !c->up[1] ||
+        !sim_node_alive(s, c->node[0]) || !sim_node_alive(s, c->node[1]))
+      continue;
+    uint32_t a = uf_find(s->uf, c->node[0]), b = uf_find(s->uf, c->node[1]);
+    if (a != b)
+      s->uf[a < b ? b : a] = a < b ? a : b;
+  }
+  uint32_t comps = 0;
+  for (uint32_t i = 0; i < s->nlive; i++)
+    comps += uf_find(s->uf, s->live[i]) == s->live[i];
+  s->comps_dirty = 0;
+  return comps;
+}
+
+/* ---- report ---------------------------------------------------------------
+ */
+
+static const char *const known[] = {"seed",
+                                    "nodes",
+                                    "messages",
+                                    "delivery_ratio",
+                                    "delivery_ratio_after_fault",
+                                    "delivery_ratio_same_side",
+                                    "duplicate_deliveries",
+                                    "copies_per_delivery",
+                                    "control_bytes_per_delivery",
+                                    "payload_bytes_per_delivery",
+                                    "p50_hops",
+                                    "p99_hops",
+                                    "p50_latency_ms",
+                                    "p99_latency_ms",
+                                    "components",
+                                    "heal_ms",
+                                    "max_neighbors_seen",
+                                    "min_neighbors_end",
+                                    "messages_sent",
+                                    "deliveries",
+                                    "expected_deliveries",
+                                    "deliveries_all",
+                                    "live_nodes",
+                                    "link_errors",
+                                    "dial_failures",
+                                    "open_refused",
+                                    "bytes_dropped",
+                                    "core_grafts",
+                                    "core_duplicates",
+                                    "core_dropped",
+                                    "core_invalid",
+                                    "timer_spins",
+                                    "sim_errors",
+                                    "unknown_messages",
+                                    "events",
+                                    "wall_s",
+                                    "rss_bytes_per_node"};
+
+int sim_metric_known(const char *name) {
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (strcmp(known[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+static void put(sim_result *r, const char *name, int kind, double v) {
+  if (r->n < SIM_METRICS_MAX) {
+    r->m[r->n].name = name;
+    r->m[r->n].kind = kind;
+    r->m[r->n].value = v;
+    r->n++;
+  }
+}
+
+/* The smallest value with at least `q` of the samples at or below it. */
+static double percentile(const uint64_t *hist, size_t len, uint64_t total,
+                         double q) {
+  if (total == 0)
+    return -1;
+  uint64_t want = (uint64_t)((double)total * q + 0.999999);
+  if (want == 0)
+    want = 1;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < len; i++) {
+    acc += hist[i];
+    if (acc >= want)
+      return (double)i;
+  }
+  return (double)(len - 1);
+}
+
+static double ratio(uint64_t a, uint64_t b) {
+  return b ? (double)a / (double)b : 0.0;
+}
+
+static long rss_bytes(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f)
+    return 0;
+  char line[256];
+  long kb = 0;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "VmRSS:", 6) == 0)
+      kb = strtol(line + 6, NULL, 10);
+  fclose(f);
+  return kb * 1024;
+}
+
+/* With -v: which nodes missed which messages, to start a diagnosis. */
+static void report_missing(const sim *s) {
+  uint32_t shown = 0;
+  if (s->o->verbose > 1)
+    for (uint32_t i = 0; i < s->nmsgs; i++)
+      fprintf(
+          stderr,
+          "message %u from node %u at %llu: %u of %u (same side %u of %u)\n", i,
+          s->msgs[i].sender, (unsigned long long)s->msgs[i].sent_at,
+          s->msgs[i].delivered, s->msgs[i].expected, s->msgs[i].delivered_same,
+          s->msgs[i].expected_same);
+  for (uint32_t i = 0; i < s->nmsgs && shown < 20; i++) {
+    const sim_msg *m = &s->msgs[i];
+    if (m->delivered == m->expected)
+      continue;
+    fprintf(stderr,
+            "message %u from node %u at %llu: %u of %u delivered; "
+            "missed by",
+            i, m->sender, (unsigned long long)m->sent_at, m->delivered,
+            m->expected);
+    uint32_t listed = 0;
+    for (uint32_t n = 0; n < s->nnodes && listed < 8; n++) {
+      const uint8_t *bits = s->delivered + (size_t)n * s->bits_per_node;
+      if (must_receive(s, n, m->sent_at, m->sender) &&
+          (s->nodes[n].end_ms != SIM_NEVER || s->nodes[n].core) &&
+          s->nodes[n].start_ms <= m->sent_at &&
+          !(bits[i / 8] & (1u << (i % 8)))) {
+        fprintf(stderr, " %u", n);
+        listed++;
+      }
+    }
+    fprintf(stderr, "\n");
+    shown++;
+  }
+}
+
+void sim_metrics_report(sim *s, sim_result *r) {
+  if (s->o->verbose)
+    report_missing(s);
+  const sim_opts *o = s->o;
+  const sim_counters *c = &s->c;
+  memset(r, 0, sizeof *r);
+  r->scenario = sim_scenario_name(o->scenario);
+  r->seed = o->seed;
+  r->trace_hash = s->trace;
+  double wall = sim_wall_now() - s->wall_start;
+
+  put(r, "nodes", 0, o->nodes);
+  put(r, "messages", 0, o->messages);
+  put(r, "delivery_ratio", 1,
+      c->expected ? ratio(c->deliveries, c->expected) : 1.0);
+  if (s->fault_at != SIM_NEVER) {
+    uint64_t want = 0, got = 0;
+    for (uint32_t i = 0; i < s->nmsgs; i++) {
+      if (s->msgs[i].sent_at >= s->fault_at + 1000) {
+        want += s->msgs[i].expected;
+        got += s->msgs[i].delivered;
+      }
+    }
+    put(r, "delivery_ratio_after_fault", 1, want ? ratio(got, want) : 1.0);
+  }
+  if (o->scenario == SIM_PARTITION) {
+    /* During the cut a message can only reach the sender's half. */
+    uint64_t want = 0, got = 0;
+    for (uint32_t i = 0; i < s->nmsgs; i++) {
+      if (s->msgs[i].during_cut) {
+        want += s->msgs[i].expected_same;
+        got += s->msgs[i].delivered_same;
+      }
+    }
+    put(r, "delivery_ratio_same_side", 1, want ? ratio(got, want) : 1.0);
+  }
+  put(r, "duplicate_deliveries", 0, (double)c->duplicate_deliveries);
+  put(r, "copies_per_delivery", 1, ratio(c->flood_frames, c->deliveries_all));
+  put(r, "control_bytes_per_delivery", 1,
+      ratio(c->control_bytes, c->deliveries_all));
+  put(r, "payload_bytes_per_delivery", 1,
+      ratio(c->flood_bytes, c->deliveries_all));
+  put(r, "p50_hops", 0, percentile(c->hop_hist, c->hop_len, c->deliveries, .5));
+  put(r, "p99_hops", 0,
+      percentile(c->hop_hist, c->hop_len, c->deliveries, .99));
+  put(r, "p50_latency_ms", 0,
+      percentile(c->lat_hist, c->lat_len, c->deliveries, .5));
+  put(r, "p99_latency_ms", 0,
+      percentile(c->lat_hist, c->lat_len, c->deliveries, .99));
+  put(r, "components", 0, sim_components(s));
+  put(r, "heal_ms", 0, (double)s->heal_ms);
+  put(r, "max_neighbors_seen", 0, c->max_neighbors_seen);
+  uint32_t min_nb = UINT32_MAX;
+  pm_node_stats sum, st;
+  memset(&sum, 0, sizeof sum);
+  for (uint32_t i = 0; i < s->nlive; i++) {
+    const sim_node *nd = &s->nodes[s->live[i]];
+    if (nd->nbrs < min_nb)
+      min_nb = nd->nbrs;
+    pm_node_get_stats(nd->core, &st);
+    sum.grafts += st.grafts;
+    sum.duplicates += st.duplicates;
+    sum.dropped += st.dropped;
+    sum.invalid += st.invalid;
+  }
+  put(r, "min_neighbors_end", 0, s->nlive ? min_nb : 0);
+  put(r, "messages_sent", 0, s->nmsgs);
+  put(r, "deliveries", 0, (double)c->deliveries);
+  put(r, "expected_deliveries", 0, (double)c->expected);
+  put(r, "deliveries_all", 0, (double)c->deliveries_all);
+  put(r, "live_nodes", 0, s->nlive);
+  put(r, "link_errors", 0, (double)c->link_errors);
+  put(r, "send_errors", 0, (double)c->send_errors);
+  put(r, "dial_failures", 0, (double)c->dial_failures);
+  put(r, "open_refused", 0, (double)c->open_refused);
+  put(r, "bytes_dropped", 0, (double)c->bytes_dropped);
+  put(r, "core_grafts", 0, (double)sum.grafts);
+  put(r, "core_duplicates", 0, (double)sum.duplicates);
+  put(r, "core_dropped", 0, (double)sum.dropped);
+  put(r, "core_invalid", 0, (double)sum.invalid);
+  put(r, "timer_spins", 0, (double)c->timer_spins);
+  put(r, "sim_errors", 0, (double)c->sim_errors);
+  put(r, "unknown_messages", 0, (double)c->unknown_messages);
+  put(r, "events", 0, (double)c->events);
+  put(r, "wall_s", 1, wall);
+  put(r, "rss_bytes_per_node", 0,
+      o->nodes ? (double)rss_bytes() / o->nodes : 0);
+}
+
+int sim_result_get(const sim_result *r, const char *name, double *out) {
+  if (strcmp(name, "seed") == 0) {
+    *out = (double)r->seed;
+    return 1;
+  }
+  for (int i = 0; i < r->n; i++) {
+    if (strcmp(r->m[i].name, name) == 0) {
+      *out = r->m[i].value;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void sim_result_print(const sim_result *r, uint64_t *repeat_hash) {
+  printf("{\"scenario\":\"%s\",\"seed\":%llu", r->scenario,
+         (unsigned long long)r->seed);
+  for (int i = 0; i < r->n; i++) {
+    if (r->m[i].kind == 0)
+      printf(",\"%s\":%lld", r->m[i].name, (long long)r->m[i].value);
+    else
+      printf(",\"%s\":%.6g", r->m[i].name, r->m[i].value);
+  }
+  printf(",\"trace_hash\":\"%016llx\"", (unsigned long long)r->trace_hash);
+  if (repeat_hash)
+    printf(",\"trace_hash_repeat\":\"%016llx\"",
+           (unsigned long long)*repeat_hash);
+  printf("}\n");
+}

@@ -1,0 +1,301 @@
+/* Node lifecycle and the glue around each pm_node core.
+ *
+ * After every call into a core, sim_pump drains its events (deliveries and
+ * neighbour bookkeeping), then its outputs (bytes, closes, dials, resolves,
+ * handed to the network model or the resolver), then keeps one timer event
+ * at the core's deadline. Timer events carry a generation: a timer moved
+ * earlier makes the old event stale, and a stale event is ignored. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+static uint64_t node_random(void *ud) {
+  return sim_splitmix((uint64_t *)ud);
+}
+
+uint32_t sim_host_add(sim *s) {
+  if (s->nhosts == s->hosts_cap) {
+    s->hosts_cap = s->hosts_cap ? s->hosts_cap * 2 : 1024;
+    s->hosts = sim_xrealloc(s->hosts, s->hosts_cap * sizeof *s->hosts);
+  }
+  uint32_t h = s->nhosts++;
+  sim_host *ho = &s->hosts[h];
+  for (int i = 0; i < PM_NODE_ID_LEN; i += 8) {
+    uint64_t v = sim_rng_next(&s->rng);
+    memcpy(ho->id + i, &v, 8);
+  }
+  ho->node = SIM_NONE;
+  ho->planned_end = SIM_NEVER;
+  ho->side = (uint8_t)(h < s->o->nodes ? h >= s->o->nodes / 2 : h % 2);
+  return h;
+}
+
+/* Re-arms the node's timer at its deadline, but not before `floor`. */
+static void arm(sim *s, uint32_t n, uint64_t floor) {
+  sim_node *nd = &s->nodes[n];
+  uint64_t d = pm_node_deadline(nd->core);
+  if (d == PM_DEADLINE_NONE)
+    return;
+  if (d < floor) {
+    if (floor > s->now) {
+      /* handle_timeout left the deadline in the past: the core would wake
+       * a real runtime again at once (runtime/io waits 1 ms). */
+      s->c.timer_spins++;
+      if (s->o->verbose > 1) {
+        pm_node_stats st;
+        pm_node_get_stats(nd->core, &st);
+        fprintf(stderr,
+                "[%llu] node %u: deadline %llu not after now; %u "
+                "neighbours, %u links\n",
+                (unsigned long long)s->now, n, (unsigned long long)d,
+                st.neighbors, st.links);
+      }
+      floor = s->now + s->o->min_timer_ms;
+    }
+    d = floor;
+  }
+  if (d < nd->timer_at) {
+    nd->timer_at = d;
+    nd->timer_gen++;
+    sim_evq_push(&s->q, d, SIM_EV_TIMER, n, nd->timer_gen);
+  }
+}
+
+static void remember_neighbor(sim_node *nd, uint32_t host) {
+  for (uint8_t i = 0; i < nd->nprev; i++)
+    if (nd->prev[i] == host)
+      return;
+  nd->prev[nd->prev_pos] = host;
+  nd->prev_pos = (uint8_t)((nd->prev_pos + 1) % SIM_PREV_NEIGHBORS);
+  if (nd->nprev < SIM_PREV_NEIGHBORS)
+    nd->nprev++;
+}
+
+static void on_event(sim *s, uint32_t n, const pm_event *ev) {
+  sim_node *nd = &s->nodes[n];
+  sim_trace(s, (uint64_t)ev->kind << 32 | ev->link_id);
+  switch (ev->kind) {
+  case PM_EV_MESSAGE:
+    if (n == s->o->trace_node)
+      fprintf(stderr, "[%llu] node %u: message delivered, %u hops%s\n",
+              (unsigned long long)s->now, n, ev->hops, ev->own ? ", own" : "");
+    sim_on_message(s, n, ev);
+    break;
+  case PM_EV_NEIGHBOR_UP:
+  case PM_EV_NEIGHBOR_DOWN: {
+    int e;
+    uint32_t ci = sim_net_find(s, n, ev->link_id, &e);
+    if (ci == SIM_NONE) {
+      s->c.sim_errors++;
+      break;
+    }
+    sim_conn *c = &s->conns[ci];
+    if (s->o->verbose > 1 || n == s->o->trace_node)
+      fprintf(stderr, "[%llu] node %u: neighbour %s node %u (conn %u, %s)\n",
+              (unsigned long long)s->now, n,
+              ev->kind == PM_EV_NEIGHBOR_UP ? "up" : "down", c->node[1 - e], ci,
+              pm_close_reason_name(ev->reason));
+    if (ev->kind == PM_EV_NEIGHBOR_UP && !c->up[e]) {
+      c->up[e] = 1;
+      nd->nbrs++;
+      if (nd->nbrs > s->c.max_neighbors_seen)
+        s->c.max_neighbors_seen = nd->nbrs;
+      remember_neighbor(nd, s->nodes[c->node[1 - e]].host);
+      s->comps_dirty = 1;
+    } else if (ev->kind == PM_EV_NEIGHBOR_DOWN && c->up[e]) {
+      c->up[e] = 0;
+      nd->nbrs--;
+      s->comps_dirty = 1;
+    }
+    break;
+  }
+  case PM_EV_LINK_ERROR:
+    s->c.link_errors++;
+    if (s->o->verbose)
+      fprintf(stderr, "[%llu] node %u link %u error %s (%s)\n",
+              (unsigned long long)s->now, n, ev->link_id, pm_errname(ev->error),
+              ev->addr);
+    break;
+  default:
+    break;
+  }
+}
+
+static void pump_floor(sim *s, uint32_t n, uint64_t floor) {
+  sim_node *nd = &s->nodes[n];
+  pm_event ev;
+  while (pm_node_next_event(nd->core, &ev))
+    on_event(s, n, &ev);
+  pm_output o;
+  while (pm_node_next_output(nd->core, &o)) {
+    switch (o.kind) {
+    case PM_OUT_SEND:
+      sim_net_send(s, n, o.link_id, o.data, o.len);
+      break;
+    case PM_OUT_CLOSE:
+      sim_net_close(s, n, o.link_id);
+      break;
+    case PM_OUT_DIAL:
+      sim_net_dial(s, n, o.addr);
+      break;
+    case PM_OUT_RESOLVE:
+      sim_evq_push(&s->q, s->now + 2 * (uint64_t)sim_net_draw_latency(s),
+                   SIM_EV_RESOLVE, n, 0);
+      break;
+    default:
+      s->c.sim_errors++;
+      break;
+    }
+  }
+  arm(s, n, floor);
+}
+
+void sim_pump(sim *s, uint32_t n) {
+  pump_floor(s, n, s->now);
+}
+
+void sim_on_timer(sim *s, uint32_t n, uint32_t gen) {
+  sim_node *nd = &s->nodes[n];
+  if (!nd->core || gen != nd->timer_gen)
+    return; /* stale */
+  nd->timer_at = SIM_NEVER;
+  uint64_t d = pm_node_deadline(nd->core);
+  if (d == PM_DEADLINE_NONE)
+    return;
+  if (d > s->now) {
+    arm(s, n, s->now); /* the deadline moved later meanwhile */
+    return;
+  }
+  pm_node_handle_timeout(nd->core, s->now);
+  pump_floor(s, n, s->now + 1);
+}
+
+void sim_on_resolve(sim *s, uint32_t n) {
+  if (!sim_node_alive(s, n))
+    return;
+  s->c.resolves++;
+  uint32_t picks[SIM_RESOLVE_MAX];
+  uint32_t np = 0;
+  uint8_t side = s->hosts[s->nodes[n].host].side;
+  /* Up to 8 random registered nodes; during a partition each side's
+   * resolver replica knows only its own side. */
+  for (int tries = 0; np < SIM_RESOLVE_MAX && tries < 64 && s->nlive; tries++) {
+    uint32_t m = s->live[sim_rng_below(&s->rng, s->nlive)];
+    if (m == n || (s->cut && s->hosts[s->nodes[m].host].side != side))
+      continue;
+    int dup = 0;
+    for (uint32_t i = 0; i < np; i++)
+      dup |= picks[i] == m;
+    if (!dup)
+      picks[np++] = m;
+  }
+  for (uint32_t i = 0; i < np; i++) {
+    char addr[32];
+    uint32_t h = s->nodes[picks[i]].host;
+    sim_host_addr(h, addr);
+    /* A full candidate table keeps what it has; nothing to do about it. */
+    if (pm_node_add_peer(s->nodes[n].core, s->now, addr, s->hosts[h].id, 0))
+      s->c.add_peer_refused++;
+    sim_pump(s, n);
+  }
+}
+
+uint32_t sim_node_start(sim *s, uint32_t h, int restart) {
+  if (s->nnodes == s->nodes_cap) {
+    fprintf(stderr, "peermesh-sim: node table full (%u)\n", s->nodes_cap);
+    abort();
+  }
+  uint32_t n = s->nnodes++;
+  sim_node *nd = &s->nodes[n];
+  memset(nd, 0, sizeof *nd);
+  nd->host = h;
+  nd->start_ms = s->now;
+  nd->end_ms = s->hosts[h].planned_end;
+  nd->timer_at = SIM_NEVER;
+  uint64_t st = s->o->seed ^ (0xA24BAED4963EE407ull * ((uint64_t)n + 1));
+  nd->rng = sim_splitmix(&st);
+  uint32_t prev = s->hosts[h].node;
+  s->hosts[h].node = n;
+
+  pm_node_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.mesh = SIM_MESH;
+  memcpy(cfg.node_id, s->hosts[h].id, PM_NODE_ID_LEN);
+  cfg.listen_port = SIM_LISTEN_PORT;
+  cfg.min_neighbors = s->o->min_n;
+  cfg.ideal_neighbors = s->o->ideal_n;
+  cfg.max_neighbors = s->o->max_n;
+  cfg.cache_bytes = s->o->cache_bytes;
+  cfg.send_queue_limit = s->o->send_queue_limit;
+  cfg.random = node_random;
+  cfg.random_ud = &nd->rng;
+  int rc = pm_node_new(&cfg, &nd->core);
+  if (rc) {
+    fprintf(stderr, "peermesh-sim: pm_node_new: %s\n", pm_strerror(rc));
+    exit(3);
+  }
+  nd->live_pos = s->nlive;
+  s->live[s->nlive++] = n; /* registered with the resolver */
+  s->comps_dirty = 1;
+
+  if (restart && prev != SIM_NONE) {
+    /* What the known-peers table would give: the last neighbours. */
+    const sim_node *old = &s->nodes[prev];
+    for (uint8_t i = 0; i < old->nprev; i++) {
+      char addr[32];
+      sim_host_addr(old->prev[i], addr);
+      if (pm_node_add_peer(nd->core, s->now, addr, s->hosts[old->prev[i]].id,
+                           0))
+        s->c.add_peer_refused++;
+      sim_pump(s, n);
+    }
+  }
+  pm_node_handle_timeout(nd->core, s->now); /* first maintenance round */
+  sim_pump(s, n);
+  return n;
+}
+
+static void node_gone(sim *s, uint32_t n) {
+  sim_node *nd = &s->nodes[n];
+  sim_net_crash(s, n);
+  pm_node_free(nd->core);
+  nd->core = NULL;
+  uint32_t pos = nd->live_pos, last = s->live[--s->nlive];
+  s->live[pos] = last;
+  s->nodes[last].live_pos = pos;
+  nd->live_pos = SIM_NONE;
+  nd->timer_at = SIM_NEVER;
+  nd->timer_gen++;
+  free(nd->conns);
+  nd->conns = NULL;
+  nd->nconns = nd->conns_cap = 0;
+  nd->nbrs = 0;
+  s->comps_dirty = 1;
+}
+
+void sim_node_crash(sim *s, uint32_t n) {
+  if (sim_node_alive(s, n))
+    node_gone(s, n);
+}
+
+void sim_node_leave(sim *s, uint32_t n) {
+  if (!sim_node_alive(s, n))
+    return;
+  pm_node_leave(s->nodes[n].core, s->now);
+  sim_pump(s, n);  /* Disconnects and closes go out */
+  node_gone(s, n); /* links the core kept, if any, are reset */
+}
+
+void sim_nodes_free(sim *s) {
+  for (uint32_t n = 0; n < s->nnodes; n++) {
+    pm_node_free(s->nodes[n].core);
+    free(s->nodes[n].conns);
+  }
+  free(s->nodes);
+  free(s->hosts);
+  free(s->live);
+  free(s->delivered);
+  free(s->uf);
+}
