@@ -717,14 +717,22 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   return 0;
 }
 
-static int on_ihave(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+/* Decodes the ID list of an IHave or Graft, which only neighbours send.
+ * Returns 0, or the error that closed the link. */
+static int read_ids(pm_node *n, link *l, uint64_t now, const pm_frame *f,
+                    const uint8_t **ids, size_t *count) {
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  int rc = pm_msg_read_ids(f, ids, count);
+  return rc ? link_error(n, l, now, rc) : 0;
+}
+
+static int on_ihave(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   const uint8_t *ids;
   size_t count;
-  int rc = pm_msg_read_ids(f, &ids, &count);
+  int rc = read_ids(n, l, now, f, &ids, &count);
   if (rc)
-    return link_error(n, l, now, rc);
+    return rc;
   for (size_t i = 0; i < count; i++) {
     const uint8_t *id = ids + i * PM_MSG_ID_LEN;
     int news = !pm_dedup_contains(n->seen, id, now);
@@ -736,13 +744,11 @@ static int on_ihave(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
 }
 
 static int on_graft(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
-  if (l->state != LINK_CONNECTED)
-    return link_error(n, l, now, PM_ERR_UNEXPECTED);
   const uint8_t *ids;
   size_t count;
-  int rc = pm_msg_read_ids(f, &ids, &count);
+  int rc = read_ids(n, l, now, f, &ids, &count);
   if (rc)
-    return link_error(n, l, now, rc);
+    return rc;
   l->eager = 1;
   for (size_t i = 0; i < count; i++) {
     size_t len;
@@ -830,6 +836,26 @@ static unsigned pending_outbound(const pm_node *n) {
   return pending;
 }
 
+/* Asks the app to dial one random eligible candidate. Returns 1, or 0 when
+ * there is none (or no memory to queue the request). */
+static int dial_random(pm_node *n, uint64_t now) {
+  candidate *pool[MAX_CANDIDATES];
+  size_t np = 0;
+  for (size_t i = 0; i < n->ncands; i++)
+    if (dialable(n, &n->cands[i], now))
+      pool[np++] = &n->cands[i];
+  if (np == 0)
+    return 0;
+  candidate *c = pool[rnd(n, np)];
+  out_item *o = push_out(n, PM_OUT_DIAL, 0);
+  if (!o)
+    return 0;
+  copy_str(o->addr, sizeof o->addr, c->addr);
+  c->dialing = 1;
+  n->dials_in_flight++;
+  return 1;
+}
+
 /* Above ideal, closes the least useful link whose score is settled. */
 static void prune(pm_node *n, uint64_t now) {
   /* Look again only after the interval, whether or not a link goes now:
@@ -855,20 +881,7 @@ static void prune(pm_node *n, uint64_t now) {
  * scores low and is pruned. Fresh candidates come from a resolve. */
 static void explore(pm_node *n, uint64_t now) {
   n->next_explore = now + EXPLORE_INTERVAL_MS / 2 + rnd(n, EXPLORE_INTERVAL_MS);
-  candidate *pool[MAX_CANDIDATES];
-  size_t np = 0;
-  for (size_t i = 0; i < n->ncands; i++)
-    if (dialable(n, &n->cands[i], now))
-      pool[np++] = &n->cands[i];
-  if (np) {
-    candidate *c = pool[rnd(n, np)];
-    out_item *o = push_out(n, PM_OUT_DIAL, 0);
-    if (o) {
-      copy_str(o->addr, sizeof o->addr, c->addr);
-      c->dialing = 1;
-      n->dials_in_flight++;
-    }
-  }
+  dial_random(n, now);
   push_out(n, PM_OUT_RESOLVE, 0);
 }
 
@@ -883,20 +896,8 @@ static void maintain(pm_node *n, uint64_t now) {
   have = count_state(n, LINK_CONNECTED);
   unsigned pending = pending_outbound(n);
   while (have + pending < n->ideal_n) {
-    candidate *pool[MAX_CANDIDATES];
-    size_t np = 0;
-    for (size_t i = 0; i < n->ncands; i++)
-      if (dialable(n, &n->cands[i], now))
-        pool[np++] = &n->cands[i];
-    if (np == 0)
+    if (!dial_random(n, now))
       break;
-    candidate *c = pool[rnd(n, np)];
-    out_item *o = push_out(n, PM_OUT_DIAL, 0);
-    if (!o)
-      break;
-    copy_str(o->addr, sizeof o->addr, c->addr);
-    c->dialing = 1;
-    n->dials_in_flight++;
     pending++;
   }
   if (have >= n->ideal_n || now < n->next_resolve)
