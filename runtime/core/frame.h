@@ -34,8 +34,8 @@ enum pm_frame_type {
   /* flooding: eager push plus lazy repair */
   PM_FRAME_FLOOD = 0x20,
   PM_FRAME_IHAVE = 0x21, /* "I have these messages" (to lazy neighbours) */
-  PM_FRAME_GRAFT = 0x22, /* "send me these, and push to me from now on" */
-  PM_FRAME_PRUNE = 0x23, /* "stop pushing payloads to me; announce them" */
+  PM_FRAME_GRAFT = 0x22, /* "send me these" */
+  PM_FRAME_TREE = 0x24,  /* root, epoch, distance: the payload tree */
   /* resolver protocol (resolver/resolver_msg.h) */
   PM_FRAME_RESOLVER_FIRST = 0x40,
   PM_FRAME_RESOLVER_LAST = 0x4f,

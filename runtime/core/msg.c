@@ -116,6 +116,28 @@ int pm_msg_read_flood(const pm_frame *f, pm_msg_flood *m) {
   return 0;
 }
 
+int pm_msg_write_tree(pm_buf *b, const pm_tree_adv *a) {
+  size_t start = pm_frame_begin(b, PM_FRAME_TREE);
+  pm_buf_put(b, a->root, PM_NODE_ID_LEN);
+  pm_buf_u32(b, a->epoch);
+  pm_buf_u16(b, a->dist);
+  pm_buf_u8(b, a->flags);
+  return pm_frame_end(b, start);
+}
+
+int pm_msg_read_tree(const pm_frame *f, pm_tree_adv *a) {
+  pm_reader r;
+  pm_reader_init(&r, f->payload, f->len);
+  pm_read_bytes(&r, a->root, PM_NODE_ID_LEN);
+  a->epoch = pm_read_u32(&r);
+  a->dist = pm_read_u16(&r);
+  a->flags = pm_read_u8(&r);
+  int rc = pm_reader_finish(&r);
+  if (rc)
+    return rc;
+  return (a->flags & ~PM_TREE_FLAG_PARENT) ? PM_ERR_MALFORMED : 0;
+}
+
 static void hash_u64(crypto_generichash_state *st, uint64_t v) {
   uint8_t t[8];
   for (int i = 0; i < 8; i++)

@@ -12,6 +12,7 @@
 #include "addr.h"
 #include "frame.h"
 #include "peermesh/node.h"
+#include "tree.h"
 
 #define PM_MAX_REFERRALS 10
 /* Message IDs in one IHave or Graft frame. */
@@ -71,6 +72,10 @@ int pm_msg_write_ids(pm_buf *b, uint8_t type, const uint8_t *ids,
 /* Stores a view of the IDs (count x PM_MSG_ID_LEN bytes) in *ids. */
 int pm_msg_read_ids(const pm_frame *f, const uint8_t **ids,
                     size_t *count) PM_MUST_CHECK;
+
+/* Tree: root[32] u32 epoch u16 dist u8 flags. */
+int pm_msg_write_tree(pm_buf *b, const pm_tree_adv *a) PM_MUST_CHECK;
+int pm_msg_read_tree(const pm_frame *f, pm_tree_adv *a) PM_MUST_CHECK;
 
 /* The message ID: BLAKE2b-256 over the origin, sequence, time, action and
  * body, each length-prefixed as on the wire. The hop fields are excluded

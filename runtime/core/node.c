@@ -8,11 +8,10 @@
  * (which is how separated groups find each other again). Outputs and events
  * are queued in arrays drained by the application.
  *
- * Flooding is eager push plus lazy repair (Plumtree): payloads go to eager
- * links, whose set shrinks to a spanning tree as duplicates trigger Prune;
- * lazy links get only IHave announcements, and a node that hears of a message
- * but does not receive it soon asks for it with Graft, which also makes that
- * link eager again. */
+ * Flooding is eager push plus lazy repair: payloads travel on the links of
+ * a breadth-first spanning tree rooted at the lowest node ID (tree.h); the
+ * other links carry IHave announcements, and a node that hears of a message
+ * but does not receive it soon asks for it with Graft. */
 #include <string.h>
 
 #include "addr.h"
@@ -22,6 +21,7 @@
 #include "msg.h"
 #include "msgcache.h"
 #include "peermesh/node.h"
+#include "tree.h"
 #include "wire.h"
 
 #define DEFAULT_MIN 2
@@ -46,6 +46,12 @@
 #define UTILITY_GAIN 128
 #define UTILITY_ACCURATE 32 /* samples before a link may be pruned */
 #define PRUNE_INTERVAL_MS 5000
+#define BEACON_MS 3000        /* the tree root starts an epoch this often */
+#define ROOT_TIMEOUT_MS 10000 /* no new epoch this long: the root is gone */
+#define PUSH_ALL_HOPS                                                          \
+  1                            /* payloads this close to the author go on      \
+                                  every link, not only the tree's */
+#define MAX_LINKS (2 * 64 + 8) /* links a node keeps, counting half-open */
 #define EXPLORE_INTERVAL_MS 10000
 
 enum link_state {
@@ -70,7 +76,7 @@ typedef struct link {
   uint64_t opened_at;
   uint64_t last_recv;
   uint64_t last_send;
-  int eager;        /* payloads are pushed on this link, not announced */
+  pm_tree_peer tp;  /* the peer's tree advert */
   pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
   pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
   size_t in_flight; /* bytes handed to the app and not reported drained */
@@ -134,12 +140,14 @@ struct pm_node {
   pm_dedup *seen;
   pm_msgcache *cache;
   pm_missing *missing;
-  pm_buf fwd;         /* one encoded flood, copied to every eager link */
+  pm_buf fwd;         /* one encoded flood, copied to every tree link */
   size_t queue_limit; /* 0: the app does not report drained bytes */
   pm_filter_fn filter;
   void *filter_ud;
   uint64_t next_prune;
   uint64_t next_explore;
+  pm_tree tree;
+  int tree_dirty; /* a neighbour's advert or a neighbour changed */
   uint64_t seq;
   pm_node_stats stats;
 };
@@ -369,6 +377,8 @@ static void close_link(pm_node *n, link *l, uint64_t now, int reason,
   }
   int was_connected = l->state == LINK_CONNECTED;
   l->state = LINK_CLOSED;
+  if (was_connected)
+    n->tree_dirty = 1;
   pm_missing_forget_link(n->missing, l->id);
   if (l->outbound)
     candidate_done(n, now, l->dial_addr, was_connected);
@@ -432,9 +442,41 @@ static void learn_referrals(pm_node *n, uint64_t now,
       continue;
 }
 
-static void become_connected(pm_node *n, link *l) {
+/* Tells one neighbour where this node stands in the tree. */
+static void send_tree(pm_node *n, link *l, uint64_t now) {
+  pm_tree_adv a;
+  pm_tree_advert(&n->tree, l->id, &a);
+  if (pm_msg_write_tree(&l->out, &a) == 0)
+    want_send(n, l, now);
+}
+
+/* The neighbours, as pm_tree wants them. */
+static size_t tree_peers(pm_node *n, pm_tree_peer **peers) {
+  size_t count = 0;
+  for (size_t i = 0; i < n->nlinks && count < MAX_LINKS; i++)
+    if (n->links[i]->state == LINK_CONNECTED)
+      peers[count++] = &n->links[i]->tp;
+  return count;
+}
+
+/* Runs the tree's timers (`tick`) or re-chooses the parent, and tells every
+ * neighbour when this node's advert changed. */
+static void tree_refresh(pm_node *n, uint64_t now, int tick) {
+  pm_tree_peer *peers[MAX_LINKS];
+  size_t count = tree_peers(n, peers);
+  n->tree_dirty = 0;
+  int changed = tick ? pm_tree_tick(&n->tree, peers, count, now)
+                     : pm_tree_update(&n->tree, peers, count, now);
+  if (!changed)
+    return;
+  for (size_t i = 0; i < n->nlinks; i++)
+    if (n->links[i]->state == LINK_CONNECTED)
+      send_tree(n, n->links[i], now);
+}
+
+static void become_connected(pm_node *n, link *l, uint64_t now) {
   l->state = LINK_CONNECTED;
-  l->eager = 1;
+  send_tree(n, l, now);
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
   if (e) {
     memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
@@ -534,7 +576,7 @@ static int on_connect(pm_node *n, link *l, uint64_t now) {
   if (pm_msg_write_referrals(&l->out, PM_FRAME_WELCOME, &refs) != 0)
     return link_error(n, l, now, PM_ERR_NOMEM);
   want_send(n, l, now);
-  become_connected(n, l);
+  become_connected(n, l, now);
   return 0;
 }
 
@@ -552,7 +594,7 @@ static int on_referrals(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
       close_link(n, l, now, PM_CLOSE_NODE_BUSY, PM_FRAME_DISCONNECT, NULL);
       return 0;
     }
-    become_connected(n, l);
+    become_connected(n, l, now);
     return 0;
   }
   if (f->type == PM_FRAME_REFUSE &&
@@ -578,12 +620,12 @@ static void rate_link(link *l, int news) {
     l->samples++;
 }
 
-/* Sends a message on: the payload to eager links, an announcement to lazy
- * ones; keeps a copy to answer Graft. The author (`from` NULL) pushes its
- * own messages on every link: a lazy neighbour would otherwise have to ask
- * for them, and cannot when the author leaves right after sending (a chat's
- * Leave). That costs at most a few copies per message, whatever the mesh's
- * size. */
+/* Sends a message on: the payload on tree links, an announcement on the
+ * others; keeps a copy to answer Graft. The author pushes its own messages
+ * on every link (PUSH_ALL_HOPS): a neighbour off the tree would otherwise
+ * have to ask for them, and cannot when the author leaves right after
+ * sending (a chat's Leave). That costs a few copies per message, whatever
+ * the mesh's size. */
 static void forward(pm_node *n, uint64_t now, const link *from,
                     const pm_msg_flood *m) {
   pm_buf_reset(&n->fwd);
@@ -605,7 +647,7 @@ static void forward(pm_node *n, uint64_t now, const link *from,
         n->stats.dropped++;
       continue;
     }
-    if (l->eager || !from) {
+    if (m->hops < PUSH_ALL_HOPS || pm_tree_is_tree_link(&n->tree, &l->tp)) {
       pm_buf_put(&l->out, n->fwd.data, n->fwd.len);
       want_send(n, l, now);
     } else {
@@ -636,14 +678,6 @@ static void deliver(pm_node *n, const pm_msg_flood *m, int own) {
   e->action[m->action_len] = '\0';
   e->ev.body_len = m->body_len;
   n->stats.delivered++;
-}
-
-static int is_neighbor(const pm_node *n, const uint8_t id[PM_NODE_ID_LEN]) {
-  for (size_t i = 0; i < n->nlinks; i++)
-    if (n->links[i]->state == LINK_CONNECTED &&
-        memcmp(n->links[i]->peer, id, PM_NODE_ID_LEN) == 0)
-      return 1;
-  return 0;
 }
 
 /* Asks the application's propagation filter, if any, what to do with a
@@ -686,17 +720,8 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return link_error(n, l, now, PM_ERR_BAD_ID);
   if (memcmp(m.origin, n->id, PM_NODE_ID_LEN) == 0 ||
       !pm_dedup_insert(n->seen, m.id, now)) {
-    /* A second copy: the sender need not push payloads here any more.
-     * Except when the author is a neighbour: authors push to every link by
-     * design, so the tree copy that follows theirs says nothing about this
-     * link. */
     n->stats.duplicates++;
     rate_link(l, 0);
-    if (l->eager && !is_neighbor(n, m.origin)) {
-      l->eager = 0;
-      if (pm_msg_write_empty(&l->out, PM_FRAME_PRUNE) == 0)
-        want_send(n, l, now);
-    }
     return 0;
   }
   rate_link(l, 1);
@@ -749,7 +774,6 @@ static int on_graft(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   int rc = read_ids(n, l, now, f, &ids, &count);
   if (rc)
     return rc;
-  l->eager = 1;
   for (size_t i = 0; i < count; i++) {
     size_t len;
     const uint8_t *frame =
@@ -761,12 +785,16 @@ static int on_graft(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   return 0;
 }
 
-static int on_prune(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+static int on_tree(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
-  if (f->len != 0)
-    return link_error(n, l, now, PM_ERR_MALFORMED);
-  l->eager = 0;
+  pm_tree_adv a;
+  int rc = pm_msg_read_tree(f, &a);
+  if (rc)
+    return link_error(n, l, now, rc);
+  l->tp.adv = a;
+  l->tp.has_adv = 1;
+  n->tree_dirty = 1;
   return 0;
 }
 
@@ -794,8 +822,8 @@ static int handle_frame(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return on_ihave(n, l, now, f);
   case PM_FRAME_GRAFT:
     return on_graft(n, l, now, f);
-  case PM_FRAME_PRUNE:
-    return on_prune(n, l, now, f);
+  case PM_FRAME_TREE:
+    return on_tree(n, l, now, f);
   default:
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   }
@@ -856,7 +884,9 @@ static int dial_random(pm_node *n, uint64_t now) {
   return 1;
 }
 
-/* Above ideal, closes the least useful link whose score is settled. */
+/* Above ideal, closes the least useful link whose score is settled. Tree
+ * links are kept: a child that only receives scores low, yet closing its
+ * link would cut its subtree off until it finds another parent. */
 static void prune(pm_node *n, uint64_t now) {
   /* Look again only after the interval, whether or not a link goes now:
    * with no settled link yet the deadline must still move forward. */
@@ -865,6 +895,7 @@ static void prune(pm_node *n, uint64_t now) {
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
     if (l->state == LINK_CONNECTED && l->samples >= UTILITY_ACCURATE &&
+        !pm_tree_is_tree_link(&n->tree, &l->tp) &&
         (!worst || l->utility < worst->utility))
       worst = l;
   }
@@ -932,6 +963,9 @@ static void flush_ids(pm_node *n, link *l, pm_buf *ids, uint8_t type,
 }
 
 static void finish(pm_node *n, uint64_t now) {
+  /* Adverts may close a slow link, which changes the tree again. */
+  for (int i = 0; i < 4 && n->tree_dirty && !n->left; i++)
+    tree_refresh(n, now, 0);
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
     if (l->state != LINK_CONNECTED) {
@@ -956,7 +990,6 @@ static void request_missing(pm_node *n, uint64_t now) {
     link *l = find_link(n, link_id);
     if (!l || l->state != LINK_CONNECTED)
       continue;
-    l->eager = 1; /* the tree was broken here: repair it through this link */
     pm_buf_put(&l->graft, id, PM_MSG_ID_LEN);
     n->stats.grafts++;
   }
@@ -990,6 +1023,7 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   n->random = cfg->random;
   n->random_ud = cfg->random_ud;
   n->next_link_id = 1;
+  pm_tree_init(&n->tree, n->id, BEACON_MS, ROOT_TIMEOUT_MS, 0);
   pm_buf_init(&n->scratch, a);
   pm_buf_init(&n->fwd, a);
   n->seen = pm_dedup_new(a, DEDUP_CAPACITY, DEDUP_TTL_MS);
@@ -1053,6 +1087,7 @@ int pm_node_link_open(pm_node *n, uint64_t now, int outbound,
   l->id = n->next_link_id++;
   if (n->next_link_id == 0)
     n->next_link_id = 1;
+  l->tp.link_id = l->id;
   l->outbound = outbound ? 1 : 0;
   l->state = LINK_HELLO;
   copy_str(l->remote_host, sizeof l->remote_host, remote_host);
@@ -1249,6 +1284,8 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
   pm_dedup_expire(n->seen, now);
   pm_msgcache_expire(n->cache, now);
   request_missing(n, now);
+  if (!n->left)
+    tree_refresh(n, now, 1);
   finish(n, now);
 }
 
@@ -1286,6 +1323,7 @@ uint64_t pm_node_deadline(const pm_node *n) {
   if (have >= n->min_n && have < n->max_n)
     d = min64(d, n->next_explore);
   d = min64(d, pm_missing_deadline(n->missing));
+  d = min64(d, pm_tree_deadline(&n->tree));
   return d;
 }
 

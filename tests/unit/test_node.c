@@ -691,7 +691,8 @@ static void test_two_nodes_connect(void) {
   CHECK_INT(count_frames(w, 1, 0, PM_FRAME_CONNECT), 0);
   CHECK_INT(count_dials(w, 0, "127.0.0.1:4001"), 1);
 
-  /* Over three quiet minutes, pings keep the link up. */
+  /* Over three quiet minutes, the root's tree beacons keep the link up
+   * (a link with nothing else to send would get a Ping). */
   run_until(w, 1000 + 200000);
   for (int i = 0; i < 2; i++) {
     CHECK_INT(count_ev(w, i, PM_EV_NEIGHBOR_DOWN), 0);
@@ -699,8 +700,8 @@ static void test_two_nodes_connect(void) {
     CHECK_INT(stats(w, i).neighbors, 1);
     CHECK_INT(stats(w, i).links, 1);
   }
-  CHECK(count_frames(w, 0, 1, PM_FRAME_PING) >= 10);
-  CHECK(count_frames(w, 1, 0, PM_FRAME_PING) >= 10);
+  CHECK(count_frames(w, 0, 1, PM_FRAME_TREE) >= 60);
+  CHECK(count_frames(w, 1, 0, PM_FRAME_TREE) >= 60);
   CHECK_INT(open_pairs(w), 1);
   world_free(w);
 }
@@ -737,10 +738,12 @@ static void test_three_node_mesh_delivers_once(void) {
     CHECK_INT(m->body_len, 11);
     CHECK_MEM(m->body, "hello, mesh", 11);
   }
-  /* In a triangle each receiver also gets the copy relayed by the other. */
-  CHECK_INT(stats(w, 0).duplicates, 0);
-  CHECK_INT(stats(w, 1).duplicates, 1);
-  CHECK_INT(stats(w, 2).duplicates, 1);
+  /* A (lowest ID) is the tree's root, B and C its children; B-C is off
+   * the tree and carries only announcements, so nobody gets a copy twice. */
+  CHECK_INT(count_frames(w, 1, 2, PM_FRAME_FLOOD), 0);
+  CHECK_INT(count_frames(w, 2, 1, PM_FRAME_FLOOD), 0);
+  for (int i = 0; i < 3; i++)
+    CHECK_INT(stats(w, i).duplicates, 0);
 
   /* A second message from another node, with an empty body. */
   CHECK_INT(send_msg(w, 2, "Leave", NULL, 0, 0, NULL), 0);
@@ -752,13 +755,12 @@ static void test_three_node_mesh_delivers_once(void) {
       CHECK_INT(m->body_len, 0);
     }
   }
-  /* The first message's duplicates pruned B-C to lazy. C writes the second:
-   * an author pushes to all its links, so A and B get it directly, and only
-   * the still-eager A-B link carries a relayed duplicate each way; B-C is
-   * not used again. */
+  /* C writes the second: an author pushes on all its links, so A and B
+   * get it directly, and relay it to each other on their tree link: one
+   * duplicate each. */
   CHECK_INT(stats(w, 0).duplicates, 1);
-  CHECK_INT(stats(w, 1).duplicates, 2);
-  CHECK_INT(stats(w, 2).duplicates, 1);
+  CHECK_INT(stats(w, 1).duplicates, 1);
+  CHECK_INT(stats(w, 2).duplicates, 0);
   for (int i = 0; i < 3; i++)
     CHECK_INT(stats(w, i).grafts, 0);
   /* Sequence numbers count per sender. */
@@ -846,7 +848,6 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   if (m)
     CHECK_INT(m->hops, 2);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0); /* not sent back */
-  CHECK_INT(raw_frames(w, r, PM_FRAME_PRUNE), 0);
 
   /* The same message again, and again with other hop counts. */
   make_flood(&b, 0x77, 1, "Chat", "once", 0);
@@ -866,17 +867,14 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   CHECK_INT(count_msgs(w, 0, "Chat"), 2);
   CHECK_INT(stats(w, 0).duplicates, 3);
 
-  /* Those were written by the raw neighbour itself: authors push on every
-   * link, so their duplicates do not prune. A relayed message's duplicate
-   * does: A tells the raw link once, and from then on announces to it
-   * what it relays instead of pushing. */
-  CHECK_INT(raw_frames(w, r, PM_FRAME_PRUNE), 0);
+  /* A relayed message's duplicate is counted the same way. The raw
+   * neighbour sends no tree advert, so its link is off the tree: what A
+   * relays from B is announced to it, not pushed. */
   make_flood(&b, 0x99, 1, "Relayed", "r", 1);
   make_flood(&b, 0x99, 1, "Relayed", "r", 2);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   CHECK_INT(count_msgs(w, 0, "Relayed"), 1);
   CHECK_INT(stats(w, 0).duplicates, 4);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_PRUNE), 1);
   CHECK_INT(send_msg(w, 1, "FromB", "b", 0, 0, NULL), 0);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
 
@@ -1347,12 +1345,10 @@ static void test_idle_link_pinged_then_closed(void) {
   world_add(w, "lobby", 0x11, 0, 0, 0);
   size_t r = raw_neighbor(w, 0, 0x77); /* at 1000; then silent */
   CHECK_INT(stats(w, 0).neighbors, 1);
-  run_until(w, 16000 - 1);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_PING), 0);
-  run_until(w, 16000);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_PING), 1);
+  /* A, the root, tells it of a new tree epoch every 3 s; the link stays
+   * until 45 s of silence from the other end. */
   run_until(w, 46000 - 1);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_PING), 2); /* 16000 and 31000 */
+  CHECK(raw_frames(w, r, PM_FRAME_TREE) >= 15);
   CHECK(w->p[r].open);
   CHECK_INT(count_ev(w, 0, PM_EV_NEIGHBOR_DOWN), 0);
   run_until(w, 46000);
@@ -1740,22 +1736,32 @@ static void test_graft_is_answered_from_cache(void) {
   size_t r = raw_neighbor(w, 0, 0x77);
   pm_buf b;
   pm_buf_init(&b, NULL);
-  /* Prune the raw link so A only announces what it relays there. (What A
-   * itself writes it pushes on every link.) */
-  CHECK_INT(pm_msg_write_empty(&b, PM_FRAME_PRUNE), 0);
-  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  /* The raw link is off the tree, so A only announces what it relays
+   * there. (What A itself writes it pushes on every link.) */
   uint8_t id[PM_MSG_ID_LEN];
   CHECK_INT(send_msg(w, 1, "Chat", "from B", 0, 0, id), 0);
   CHECK_INT(count_msgs(w, 0, "Chat"), 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
-  /* Graft asks for it and turns the link eager again. */
+  /* Graft asks for it; the link stays off the tree. */
   CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_GRAFT, id, 1), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
   CHECK_INT(send_msg(w, 1, "Chat", "again", 0, 0, NULL), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 2);
+  /* Once the raw neighbour takes A as its parent, A pushes to it. */
+  pm_tree_adv adv;
+  memset(&adv, 0, sizeof adv);
+  memcpy(adv.root, w->n[0].id, PM_NODE_ID_LEN);
+  adv.epoch = 1;
+  adv.dist = 1;
+  adv.flags = PM_TREE_FLAG_PARENT;
+  CHECK_INT(pm_msg_write_tree(&b, &adv), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(send_msg(w, 1, "Chat", "pushed", 0, 0, NULL), 0);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 2);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 2);
   /* A Graft for something unknown is answered with nothing. */
   uint8_t unknown[PM_MSG_ID_LEN];
   memset(unknown, 0xEE, sizeof unknown);
@@ -1770,11 +1776,15 @@ static void test_graft_is_answered_from_cache(void) {
 static void test_bad_gossip_frames_close_the_link(void) {
   static const uint8_t empty_ihave[] = {1, PM_FRAME_IHAVE, 0, 0, 0, 1, 0};
   static const uint8_t short_graft[] = {1, PM_FRAME_GRAFT, 0, 0, 0, 2, 1, 9};
-  static const uint8_t prune_body[] = {1, PM_FRAME_PRUNE, 0, 0, 0, 1, 0};
-  const uint8_t *cases[] = {empty_ihave, short_graft, prune_body};
-  size_t lens[] = {sizeof empty_ihave, sizeof short_graft, sizeof prune_body};
-  int errs[] = {PM_ERR_MALFORMED, PM_ERR_TRUNCATED, PM_ERR_MALFORMED};
-  for (int k = 0; k < 3; k++) {
+  static const uint8_t short_tree[] = {1, PM_FRAME_TREE, 0, 0, 0, 2, 1, 9};
+  uint8_t bad_flags[PM_FRAME_HEADER + 39] = {1, PM_FRAME_TREE, 0, 0, 0, 39};
+  bad_flags[sizeof bad_flags - 1] = 0x80;
+  const uint8_t *cases[] = {empty_ihave, short_graft, short_tree, bad_flags};
+  size_t lens[] = {sizeof empty_ihave, sizeof short_graft, sizeof short_tree,
+                   sizeof bad_flags};
+  int errs[] = {PM_ERR_MALFORMED, PM_ERR_TRUNCATED, PM_ERR_TRUNCATED,
+                PM_ERR_MALFORMED};
+  for (int k = 0; k < 4; k++) {
     world *w = two_connected();
     size_t r = raw_neighbor(w, 0, 0x77);
     CHECK_INT(raw_send(w, r, cases[k], lens[k]), errs[k]);
