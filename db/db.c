@@ -250,7 +250,7 @@ static const char *column_str(sqlite3_stmt *st, int col) {
  * at a version this binary understands. Reading the header is also what makes
  * SQLite report "file is not a database". */
 static int inspect(pm_db *db, int64_t *version) {
-  int64_t app_id, tables;
+  int64_t app_id = 0, tables = 0;
   int rc = query_int(db, "PRAGMA application_id", &app_id);
   if (rc == 0)
     rc = query_int(db, "PRAGMA user_version", version);

@@ -36,6 +36,7 @@ enum pm_frame_type {
   PM_FRAME_IHAVE = 0x21, /* "I have these messages" (to lazy neighbours) */
   PM_FRAME_GRAFT = 0x22, /* "send me these" */
   PM_FRAME_TREE = 0x24,  /* root, epoch, distance: the payload tree */
+  PM_FRAME_SYNC = 0x25,  /* "announce what you have of the last N ms" */
   /* resolver protocol (resolver/resolver_msg.h) */
   PM_FRAME_RESOLVER_FIRST = 0x40,
   PM_FRAME_RESOLVER_LAST = 0x4f,

@@ -7,6 +7,7 @@ typedef struct entry {
   uint64_t due;
   uint32_t sources[PM_MISSING_SOURCES];
   uint8_t nsources;
+  uint32_t asked; /* the source last asked, while its answer is awaited */
 } entry;
 
 struct pm_missing {
@@ -75,6 +76,7 @@ void pm_missing_announce(pm_missing *m, const uint8_t id[PM_MSG_ID_LEN],
   e->due = due;
   e->sources[0] = link_id;
   e->nsources = 1;
+  e->asked = 0;
 }
 
 void pm_missing_remove(pm_missing *m, const uint8_t id[PM_MSG_ID_LEN]) {
@@ -83,14 +85,31 @@ void pm_missing_remove(pm_missing *m, const uint8_t id[PM_MSG_ID_LEN]) {
     drop(m, e);
 }
 
-void pm_missing_forget_link(pm_missing *m, uint32_t link_id) {
+void pm_missing_forget_link(pm_missing *m, uint32_t link_id,
+                            uint32_t fallback) {
   for (uint32_t i = 0; i < m->count;) {
     entry *e = &m->entries[i];
     unsigned k = 0;
     for (unsigned j = 0; j < e->nsources; j++)
       if (e->sources[j] != link_id)
         e->sources[k++] = e->sources[j];
+    /* The link asked is gone with its answer: ask another one now. */
+    int lost_answer = e->asked == link_id;
+    if (lost_answer) {
+      e->asked = 0;
+      e->due = 0;
+    }
+    if ((k == 0 || lost_answer) && fallback && fallback != link_id &&
+        k < PM_MISSING_SOURCES) {
+      int known = 0;
+      for (unsigned j = 0; j < k; j++)
+        known |= e->sources[j] == fallback;
+      if (!known)
+        e->sources[k++] = fallback;
+    }
     e->nsources = (uint8_t)k;
+    if (k == 0 && e->asked)
+      k = 1; /* still waiting for an answer from a live link */
     if (k == 0)
       drop(m, e); /* re-examine the entry moved into slot i */
     else
@@ -100,19 +119,22 @@ void pm_missing_forget_link(pm_missing *m, uint32_t link_id) {
 
 int pm_missing_take_due(pm_missing *m, uint64_t now, uint64_t retry_at,
                         uint8_t id_out[PM_MSG_ID_LEN], uint32_t *link_out) {
-  for (uint32_t i = 0; i < m->count; i++) {
+  for (uint32_t i = 0; i < m->count;) {
     entry *e = &m->entries[i];
-    if (e->due > now)
+    if (e->due > now) {
+      i++;
       continue;
+    }
+    if (e->nsources == 0) { /* the last one asked did not answer either */
+      drop(m, e);           /* re-examine the entry moved into slot i */
+      continue;
+    }
     memcpy(id_out, e->id, PM_MSG_ID_LEN);
-    *link_out = e->sources[0];
+    *link_out = e->asked = e->sources[0];
     memmove(e->sources, e->sources + 1,
             (size_t)(e->nsources - 1) * sizeof e->sources[0]);
     e->nsources--;
-    if (e->nsources == 0)
-      drop(m, e);
-    else
-      e->due = retry_at;
+    e->due = retry_at;
     return 1;
   }
   return 0;

@@ -26,12 +26,17 @@ void pm_missing_announce(pm_missing *m, const uint8_t id[PM_MSG_ID_LEN],
                          uint32_t link_id, uint64_t due);
 /* The message arrived: forget it. */
 void pm_missing_remove(pm_missing *m, const uint8_t id[PM_MSG_ID_LEN]);
-/* The link closed: it can no longer serve as a source. */
-void pm_missing_forget_link(pm_missing *m, uint32_t link_id);
+/* The link closed: it can no longer serve as a source. An entry left with
+ * no source, or whose request went to this link, asks `fallback` instead
+ * (another neighbour, which has most likely seen the message too) — at
+ * once in the second case; with no fallback it is dropped. */
+void pm_missing_forget_link(pm_missing *m, uint32_t link_id, uint32_t fallback);
 
 /* Takes one entry due at `now`: stores its ID and the source to ask, and
- * moves the entry on to its next source, due at `retry_at` (or drops it
- * when no source is left). Returns 1, or 0 when nothing is due. */
+ * moves the entry on to its next source, due at `retry_at`. An entry whose
+ * last source was asked stays until `retry_at` too, so that a fallback can
+ * be asked should that source's link close first (forget_link); then it is
+ * dropped. Returns 1, or 0 when nothing is due. */
 int pm_missing_take_due(pm_missing *m, uint64_t now, uint64_t retry_at,
                         uint8_t id_out[PM_MSG_ID_LEN], uint32_t *link_out);
 

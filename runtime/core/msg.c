@@ -116,6 +116,19 @@ int pm_msg_read_flood(const pm_frame *f, pm_msg_flood *m) {
   return 0;
 }
 
+int pm_msg_write_sync(pm_buf *b, uint32_t window_ms) {
+  size_t start = pm_frame_begin(b, PM_FRAME_SYNC);
+  pm_buf_u32(b, window_ms);
+  return pm_frame_end(b, start);
+}
+
+int pm_msg_read_sync(const pm_frame *f, uint32_t *window_ms) {
+  pm_reader r;
+  pm_reader_init(&r, f->payload, f->len);
+  *window_ms = pm_read_u32(&r);
+  return pm_reader_finish(&r);
+}
+
 int pm_msg_write_tree(pm_buf *b, const pm_tree_adv *a) {
   size_t start = pm_frame_begin(b, PM_FRAME_TREE);
   pm_buf_put(b, a->root, PM_NODE_ID_LEN);

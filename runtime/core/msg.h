@@ -73,6 +73,10 @@ int pm_msg_write_ids(pm_buf *b, uint8_t type, const uint8_t *ids,
 int pm_msg_read_ids(const pm_frame *f, const uint8_t **ids,
                     size_t *count) PM_MUST_CHECK;
 
+/* Sync: u32 window in ms. */
+int pm_msg_write_sync(pm_buf *b, uint32_t window_ms) PM_MUST_CHECK;
+int pm_msg_read_sync(const pm_frame *f, uint32_t *window_ms) PM_MUST_CHECK;
+
 /* Tree: root[32] u32 epoch u16 dist u8 flags. */
 int pm_msg_write_tree(pm_buf *b, const pm_tree_adv *a) PM_MUST_CHECK;
 int pm_msg_read_tree(const pm_frame *f, pm_tree_adv *a) PM_MUST_CHECK;

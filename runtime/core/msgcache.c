@@ -112,6 +112,18 @@ const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
   return NULL;
 }
 
+size_t pm_msgcache_recent(const pm_msgcache *c, uint64_t since, uint8_t *ids,
+                          size_t max) {
+  size_t n = 0;
+  for (size_t i = c->count; i-- > 0 && n < max;) {
+    const entry *e = &c->ring[(c->head + i) % c->cap];
+    if (e->at < since)
+      break;
+    memcpy(ids + n++ * PM_MSG_ID_LEN, e->id, PM_MSG_ID_LEN);
+  }
+  return n;
+}
+
 size_t pm_msgcache_bytes(const pm_msgcache *c) {
   return c->bytes;
 }

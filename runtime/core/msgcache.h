@@ -28,6 +28,10 @@ int pm_msgcache_put(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
 /* The stored frame for `id`, or NULL. Valid until the next put or expire. */
 const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
                                size_t *len, uint64_t now);
+/* Copies into `ids` the IDs of up to `max` of the newest entries stored at
+ * or after `since`, newest first; returns how many. */
+size_t pm_msgcache_recent(const pm_msgcache *c, uint64_t since, uint8_t *ids,
+                          size_t max);
 void pm_msgcache_expire(pm_msgcache *c, uint64_t now);
 size_t pm_msgcache_bytes(const pm_msgcache *c);
 size_t pm_msgcache_count(const pm_msgcache *c);

@@ -49,9 +49,11 @@
 #define BEACON_MS 3000        /* the tree root starts an epoch this often */
 #define ROOT_TIMEOUT_MS 10000 /* no new epoch this long: the root is gone */
 #define PUSH_ALL_HOPS                                                          \
-  1                            /* payloads this close to the author go on      \
-                                  every link, not only the tree's */
-#define MAX_LINKS (2 * 64 + 8) /* links a node keeps, counting half-open */
+  1                                 /* payloads this close to the author go on \
+                                       every link, not only the tree's */
+#define MAX_LINKS (2 * 64 + 8)      /* links a node keeps, counting half-open */
+#define SYNC_WINDOW_MS CACHE_TTL_MS /* catch-up asks for this much */
+#define SYNC_MAX_IDS 256            /* and is told of at most this many */
 #define EXPLORE_INTERVAL_MS 10000
 
 enum link_state {
@@ -77,6 +79,7 @@ typedef struct link {
   uint64_t last_recv;
   uint64_t last_send;
   pm_tree_peer tp;  /* the peer's tree advert */
+  int synced;       /* a Sync from the peer was answered */
   pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
   pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
   size_t in_flight; /* bytes handed to the app and not reported drained */
@@ -360,6 +363,23 @@ static void candidate_done(pm_node *n, uint64_t now, const char *addr, int ok) {
   c->next_try = now + backoff(n, c->failures);
 }
 
+/* Who to ask for messages a closing link announced and never sent: the
+ * parent, which will have them unless the tree is broken, else any other
+ * neighbour; 0 when none is left. */
+static uint32_t fallback_source(const pm_node *n, const link *closing) {
+  uint32_t any = 0;
+  for (size_t i = 0; i < n->nlinks; i++) {
+    const link *o = n->links[i];
+    if (o == closing || o->state != LINK_CONNECTED)
+      continue;
+    if (o->id == n->tree.parent)
+      return o->id;
+    if (!any)
+      any = o->id;
+  }
+  return any;
+}
+
 static void close_link(pm_node *n, link *l, uint64_t now, int reason,
                        uint8_t send_frame, const pm_msg_referrals *refs) {
   if (l->state == LINK_CLOSED)
@@ -379,7 +399,7 @@ static void close_link(pm_node *n, link *l, uint64_t now, int reason,
   l->state = LINK_CLOSED;
   if (was_connected)
     n->tree_dirty = 1;
-  pm_missing_forget_link(n->missing, l->id);
+  pm_missing_forget_link(n->missing, l->id, fallback_source(n, l));
   if (l->outbound)
     candidate_done(n, now, l->dial_addr, was_connected);
   if (was_connected) {
@@ -477,6 +497,10 @@ static void tree_refresh(pm_node *n, uint64_t now, int tick) {
 static void become_connected(pm_node *n, link *l, uint64_t now) {
   l->state = LINK_CONNECTED;
   send_tree(n, l, now);
+  /* Coming online (joining, or back after losing every neighbour): ask
+   * for what the mesh said meanwhile. */
+  if (!n->online && pm_msg_write_sync(&l->out, SYNC_WINDOW_MS) == 0)
+    want_send(n, l, now);
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
   if (e) {
     memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
@@ -647,7 +671,8 @@ static void forward(pm_node *n, uint64_t now, const link *from,
         n->stats.dropped++;
       continue;
     }
-    if (m->hops < PUSH_ALL_HOPS || pm_tree_is_tree_link(&n->tree, &l->tp)) {
+    if (m->hops < PUSH_ALL_HOPS || pm_tree_detached(&n->tree) ||
+        pm_tree_is_tree_link(&n->tree, &l->tp)) {
       pm_buf_put(&l->out, n->fwd.data, n->fwd.len);
       want_send(n, l, now);
     } else {
@@ -785,6 +810,28 @@ static int on_graft(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   return 0;
 }
 
+static void flush_ids(pm_node *n, link *l, pm_buf *ids, uint8_t type,
+                      uint64_t now);
+
+/* Catch-up: announces the newest cached messages of the asked window, once
+ * per link (an answer costs up to 8 KiB; a peer may not make it repeat). */
+static int on_sync(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  uint32_t window;
+  int rc = pm_msg_read_sync(f, &window);
+  if (rc)
+    return link_error(n, l, now, rc);
+  if (l->synced)
+    return 0;
+  l->synced = 1;
+  uint8_t ids[SYNC_MAX_IDS * PM_MSG_ID_LEN];
+  uint64_t since = now > window ? now - window : 0;
+  size_t count = pm_msgcache_recent(n->cache, since, ids, SYNC_MAX_IDS);
+  pm_buf_put(&l->announce, ids, count * PM_MSG_ID_LEN);
+  return 0;
+}
+
 static int on_tree(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
@@ -824,6 +871,8 @@ static int handle_frame(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return on_graft(n, l, now, f);
   case PM_FRAME_TREE:
     return on_tree(n, l, now, f);
+  case PM_FRAME_SYNC:
+    return on_sync(n, l, now, f);
   default:
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   }

@@ -165,11 +165,19 @@ uint64_t pm_tree_deadline(const pm_tree *t) {
   return pm_tree_is_root(t) ? t->next_beacon : t->epoch_at + t->root_timeout_ms;
 }
 
+int pm_tree_detached(const pm_tree *t) {
+  return t->parent == 0 && !pm_tree_is_root(t);
+}
+
 void pm_tree_advert(const pm_tree *t, uint32_t link_id, pm_tree_adv *out) {
   memcpy(out->root, t->root, PM_NODE_ID_LEN);
   out->epoch = t->epoch;
   out->dist = t->dist;
-  out->flags = (t->parent && t->parent == link_id) ? PM_TREE_FLAG_PARENT : 0;
+  /* Detached, every neighbour is asked to push: flooding until the tree
+   * is whole again. */
+  out->flags = ((t->parent && t->parent == link_id) || pm_tree_detached(t))
+                   ? PM_TREE_FLAG_PARENT
+                   : 0;
 }
 
 int pm_tree_is_tree_link(const pm_tree *t, const pm_tree_peer *p) {

@@ -82,6 +82,10 @@ int pm_tree_tick(pm_tree *t, pm_tree_peer *const *peers, size_t count,
 
 uint64_t pm_tree_deadline(const pm_tree *t);
 
+/* No path to the root for now: payloads flood (sent on every link, and
+ * asked for on every link) until one is found. */
+int pm_tree_detached(const pm_tree *t);
+
 /* What to advertise on the link `link_id`. */
 void pm_tree_advert(const pm_tree *t, uint32_t link_id, pm_tree_adv *out);
 

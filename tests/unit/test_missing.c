@@ -25,7 +25,11 @@ static void test_due_asks_sources_in_turn(void) {
   CHECK_INT(pm_missing_take_due(m, 1999, 2500, got, &link), 0);
   CHECK_INT(pm_missing_take_due(m, 2000, 2500, got, &link), 1);
   CHECK_INT(link, 4);
-  CHECK_INT(pm_missing_count(m), 0); /* no source left */
+  /* No source left: it waits for link 4's answer until 2500, then goes. */
+  CHECK_INT(pm_missing_count(m), 1);
+  CHECK_INT(pm_missing_deadline(m), 2500);
+  CHECK_INT(pm_missing_take_due(m, 2500, 3000, got, &link), 0);
+  CHECK_INT(pm_missing_count(m), 0);
   CHECK_INT(pm_missing_deadline(m), PM_DEADLINE_NONE);
   pm_missing_free(m);
 }
@@ -51,11 +55,53 @@ static void test_closed_link_is_no_source(void) {
   pm_missing_announce(m, a, 5, 100);
   pm_missing_announce(m, b, 5, 100);
   pm_missing_announce(m, b, 6, 100);
-  pm_missing_forget_link(m, 5);
+  pm_missing_forget_link(m, 5, 0);
   CHECK_INT(pm_missing_count(m), 1); /* a had only link 5 */
   CHECK_INT(pm_missing_take_due(m, 100, 200, got, &link), 1);
   CHECK_MEM(got, b, PM_MSG_ID_LEN);
   CHECK_INT(link, 6);
+  /* With a fallback, an entry left without a source asks it instead. */
+  pm_missing_announce(m, a, 5, 300);
+  pm_missing_announce(m, b, 5, 300);
+  pm_missing_announce(m, b, 6, 300);
+  pm_missing_forget_link(m, 5, 9);
+  CHECK_INT(pm_missing_count(m), 2);
+  int asked9 = 0, asked6 = 0;
+  while (pm_missing_take_due(m, 300, 400, got, &link)) {
+    if (memcmp(got, a, PM_MSG_ID_LEN) == 0)
+      asked9 += link == 9;
+    else
+      asked6 += link == 6;
+  }
+  CHECK_INT(asked9, 1);
+  CHECK_INT(asked6, 1);
+  CHECK_INT(pm_missing_take_due(m, 400, 500, got, &link), 0);
+  CHECK_INT(pm_missing_count(m), 0);
+  pm_missing_free(m);
+}
+
+static void test_lost_answer_asks_fallback(void) {
+  pm_missing *m = pm_missing_new(NULL, 16);
+  uint8_t a[PM_MSG_ID_LEN], got[PM_MSG_ID_LEN];
+  uint32_t link;
+  make_id(a, 1);
+  pm_missing_announce(m, a, 5, 100);
+  CHECK_INT(pm_missing_take_due(m, 100, 600, got, &link), 1);
+  CHECK_INT(link, 5);
+  /* Link 5 was asked and is its only source; the entry waits for it. */
+  CHECK_INT(pm_missing_count(m), 1);
+  CHECK_INT(pm_missing_deadline(m), 600);
+  /* Link 5 closes before answering: link 7 is asked at once. */
+  pm_missing_forget_link(m, 5, 7);
+  CHECK_INT(pm_missing_deadline(m), 0);
+  CHECK_INT(pm_missing_take_due(m, 200, 700, got, &link), 1);
+  CHECK_INT(link, 7);
+  CHECK_MEM(got, a, PM_MSG_ID_LEN);
+  /* No answer by 700 either: given up. */
+  CHECK_INT(pm_missing_take_due(m, 699, 1200, got, &link), 0);
+  CHECK_INT(pm_missing_count(m), 1);
+  CHECK_INT(pm_missing_take_due(m, 700, 1200, got, &link), 0);
+  CHECK_INT(pm_missing_count(m), 0);
   pm_missing_free(m);
 }
 
@@ -80,4 +126,5 @@ static void test_capacity_drops_soonest(void) {
 TEST_MAIN(TEST_CASE(test_due_asks_sources_in_turn),
           TEST_CASE(test_arrival_removes),
           TEST_CASE(test_closed_link_is_no_source),
+          TEST_CASE(test_lost_answer_asks_fallback),
           TEST_CASE(test_capacity_drops_soonest))

@@ -573,6 +573,24 @@ static size_t raw_frames(const world *w, size_t pi, uint8_t type) {
   return c;
 }
 
+/* The payload of the last frame of `type` the node sent to the raw peer. */
+static const uint8_t *raw_last_payload(const world *w, size_t pi,
+                                       uint8_t type) {
+  const pm_buf *b = &w->p[pi].raw_in;
+  const uint8_t *last = NULL;
+  size_t off = 0;
+  while (off < b->len) {
+    pm_frame f;
+    size_t used;
+    if (pm_frame_parse(b->data + off, b->len - off, &f, &used) != 1)
+      break;
+    if (f.type == type)
+      last = f.payload;
+    off += used;
+  }
+  return last;
+}
+
 static int raw_hello(world *w, size_t pi, const char *mesh, uint8_t id_byte,
                      uint16_t port) {
   pm_buf b;
@@ -1773,6 +1791,39 @@ static void test_graft_is_answered_from_cache(void) {
   world_free(w);
 }
 
+static void test_sync_announces_recent_messages_once(void) {
+  world *w = world_new(1000);
+  world_add(w, "lobby", 0x11, 0, 0, 0);
+  /* A, alone, comes online through the raw neighbour: it asks for what
+   * it missed. */
+  size_t r = raw_neighbor(w, 0, 0x77);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_SYNC), 1);
+  uint8_t id1[PM_MSG_ID_LEN], id2[PM_MSG_ID_LEN];
+  CHECK_INT(send_msg(w, 0, "Chat", "one", 0, 0, id1), 0);
+  run_until(w, w->now + 30000);
+  CHECK_INT(send_msg(w, 0, "Chat", "two", 0, 0, id2), 0);
+  size_t ihaves = raw_frames(w, r, PM_FRAME_IHAVE);
+  /* Asked for the last 10 s, A announces only the second message. */
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  CHECK_INT(pm_msg_write_sync(&b, 10000), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), ihaves + 1);
+  const uint8_t *last = raw_last_payload(w, r, PM_FRAME_IHAVE);
+  CHECK(last != NULL);
+  if (last) {
+    CHECK_INT(last[0], 1);
+    CHECK_MEM(last + 1, id2, PM_MSG_ID_LEN);
+  }
+  /* A second Sync on the same link is not answered. */
+  CHECK_INT(pm_msg_write_sync(&b, 60000), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), ihaves + 1);
+  CHECK_INT(stats(w, 0).invalid, 0);
+  pm_buf_free(&b);
+  world_free(w);
+}
+
 static void test_bad_gossip_frames_close_the_link(void) {
   static const uint8_t empty_ihave[] = {1, PM_FRAME_IHAVE, 0, 0, 0, 1, 0};
   static const uint8_t short_graft[] = {1, PM_FRAME_GRAFT, 0, 0, 0, 2, 1, 9};
@@ -1915,6 +1966,7 @@ TEST_MAIN(
     TEST_CASE(test_announced_message_is_grafted),
     TEST_CASE(test_known_message_announced_is_not_grafted),
     TEST_CASE(test_graft_is_answered_from_cache),
+    TEST_CASE(test_sync_announces_recent_messages_once),
     TEST_CASE(test_bad_gossip_frames_close_the_link),
     TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter),
     TEST_CASE(test_slow_neighbour_dropped_never_the_last))
