@@ -25,11 +25,21 @@ void pm_cli_usage(FILE *f) {
       "interfaces, a free port)\n"
       "  --data-dir DIR        history and identity (default: "
       "$XDG_DATA_HOME/peermesh)\n"
+      "  --password-file FILE  join a password mesh; FILE holds the password "
+      "on one\n"
+      "                        line and must be mode 0600\n"
+      "  --ask-password        chat: ask the mesh password on the terminal\n"
       "  -v, --verbose         report links and resolvers on stderr\n"
       "\n"
       "With neither --peer nor --resolver, nodes on one machine find each "
       "other\nthrough the resolver on 127.0.0.1:7470, which the first of "
-      "them hosts.\n",
+      "them hosts.\n"
+      "\n"
+      "A mesh has a password when --password-file or --ask-password is "
+      "given, or when\nthe environment variable PEERMESH_PASSWORD is set "
+      "(those two options win over\nit); otherwise it is open. A password is "
+      "never given as a command-line value:\nother users can read those, and "
+      "shells keep them in their history.\n",
       f);
 }
 
@@ -71,14 +81,32 @@ static int addr_ok(const char *s, int allow_zero_port) {
   return pm_addr_parse(s, host, &port, allow_zero_port) == 0;
 }
 
+/* Options a user may try for a password on the command line: refused with
+ * an explanation, never read. */
+static int is_password_option(const char *name) {
+  static const char *const names[] = {"--password", "--passwd", "--pass",
+                                      "--passphrase", "--pw"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(name, names[i]) == 0)
+      return 1;
+  return 0;
+}
+
 /* Which options a subcommand takes. */
-enum { OPT_NODE = 1, OPT_DATA = 2, OPT_LISTEN = 4 };
+enum {
+  OPT_NODE = 1,
+  OPT_DATA = 2,
+  OPT_LISTEN = 4,
+  OPT_PASSWORD = 8, /* --password-file */
+  OPT_ASK = 16,     /* --ask-password: only the chat has a person to ask */
+};
 
 static int takes(enum pm_cli_command cmd) {
   switch (cmd) {
   case PM_CMD_CHAT:
+    return OPT_NODE | OPT_DATA | OPT_LISTEN | OPT_PASSWORD | OPT_ASK;
   case PM_CMD_RUN:
-    return OPT_NODE | OPT_DATA | OPT_LISTEN;
+    return OPT_NODE | OPT_DATA | OPT_LISTEN | OPT_PASSWORD;
   case PM_CMD_RESOLVER:
     return OPT_LISTEN;
   case PM_CMD_ID:
@@ -160,15 +188,40 @@ int pm_cli_parse(int argc, char **argv, pm_cli *o, char *err, size_t errlen) {
       o->verbose = 1;
       continue;
     }
-    /* Every other option takes a value: "--opt VALUE" or "--opt=VALUE". */
+    /* Every other option takes a value: "--opt VALUE" or "--opt=VALUE".
+     * Messages name the option without its value, which may be a secret
+     * typed in the wrong place. */
     char name[32];
     const char *val = NULL;
     const char *eq = strchr(a, '=');
     size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
     if (strncmp(a, "--", 2) != 0 || nlen >= sizeof name)
-      return bad(err, errlen, "%s: unknown option '%s'", cmd_name(o->cmd), a);
+      return bad(err, errlen, "%s: unknown option '%.*s'", cmd_name(o->cmd),
+                 (int)(nlen > 64 ? 64 : nlen), a);
     memcpy(name, a, nlen);
     name[nlen] = '\0';
+    if (is_password_option(name))
+      return bad(err, errlen,
+                 "option '%s' is not accepted: other users can read a "
+                 "command line, and shells keep it in their history (if that "
+                 "was a real password, change it). Give the password with "
+                 "--password-file FILE (mode 0600), the PEERMESH_PASSWORD "
+                 "environment variable, or --ask-password (chat)",
+                 name);
+    if (strcmp(name, "--ask-password") == 0) {
+      if (eq)
+        return bad(err, errlen, "option '--ask-password' takes no value");
+      if (!(allowed & OPT_ASK))
+        return bad(err, errlen,
+                   "%s: option '--ask-password' does not apply here%s",
+                   cmd_name(o->cmd),
+                   o->cmd == PM_CMD_RUN
+                       ? " (only the chat asks; give a script the password "
+                         "with --password-file FILE or PEERMESH_PASSWORD)"
+                       : "");
+      o->ask_password = 1;
+      continue;
+    }
     int opt;
     if (strcmp(name, "--mesh") == 0 || strcmp(name, "--nick") == 0 ||
         strcmp(name, "--peer") == 0 || strcmp(name, "--resolver") == 0)
@@ -177,8 +230,11 @@ int pm_cli_parse(int argc, char **argv, pm_cli *o, char *err, size_t errlen) {
       opt = OPT_DATA;
     else if (strcmp(name, "--listen") == 0)
       opt = OPT_LISTEN;
+    else if (strcmp(name, "--password-file") == 0)
+      opt = OPT_PASSWORD;
     else
-      return bad(err, errlen, "%s: unknown option '%s'", cmd_name(o->cmd), a);
+      return bad(err, errlen, "%s: unknown option '%s'", cmd_name(o->cmd),
+                 name);
     if (!(allowed & opt))
       return bad(err, errlen, "%s: option '%s' does not apply here",
                  cmd_name(o->cmd), name);
@@ -235,8 +291,15 @@ int pm_cli_parse(int argc, char **argv, pm_cli *o, char *err, size_t errlen) {
       if (val[0] == '\0')
         return bad(err, errlen, "option '--data-dir' needs a directory");
       o->data_dir = val;
+    } else if (strcmp(name, "--password-file") == 0) {
+      if (val[0] == '\0')
+        return bad(err, errlen, "option '--password-file' needs a file");
+      o->password_file = val;
     }
   }
+  if (o->password_file && o->ask_password)
+    return bad(err, errlen,
+               "give either --password-file or --ask-password, not both");
   if (o->resolver_none && o->nresolvers)
     return bad(err, errlen,
                "'--resolver none' cannot be combined with resolver "

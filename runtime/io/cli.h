@@ -31,6 +31,11 @@ typedef struct pm_cli {
   size_t nresolvers;
   int resolver_none;
   int verbose;
+  /* Where a password mesh's password comes from (password.h); never from a
+   * command-line value. Neither set and no PEERMESH_PASSWORD: open mesh. */
+  const char *password_file; /* --password-file FILE: chat and run */
+  int ask_password;          /* --ask-password: the chat prompts for it */
+
   const char *script; /* run */
   int script_argc;    /* run: arguments after SCRIPT */
   char **script_argv;

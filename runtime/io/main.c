@@ -2,6 +2,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -113,6 +114,15 @@ static int cmd_script(const pm_cli *cli) {
       chat[PATH_MAX + 16];
   if (data_dir(cli, dir, sizeof dir))
     return 1;
+  /* Links are not encrypted yet, so a password could protect nothing:
+   * refuse rather than join the open mesh of that name. */
+  if (cli->password_file || cli->ask_password || getenv("PEERMESH_PASSWORD")) {
+    fprintf(stderr,
+            "peermesh: password meshes need encrypted links, which "
+            "this build does not have yet; not joining '%s'\n",
+            cli->mesh);
+    return 2;
+  }
   scripts_dir(sdir, sizeof sdir);
   snprintf(lib, sizeof lib, "%s/lib", sdir);
   const char *script = cli->script;

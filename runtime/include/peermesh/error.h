@@ -24,7 +24,10 @@
   X(IO, -16, "input/output error")                                             \
   X(DB, -17, "database error")                                                 \
   X(REFUSED, -18, "refused by peer")                                           \
-  X(PERM, -19, "permission denied")
+  X(PERM, -19, "permission denied")                                            \
+  X(AUTH, -20, "authentication failed")                                        \
+  X(WRONG_PASSWORD, -21, "handshake failed: the peer's mesh password differs") \
+  X(NONCE, -22, "message counter exhausted; the link must be reopened")
 
 enum pm_errno {
 #define PM_ERRNO_ENUM(name, code, msg) PM_ERR_##name = (code),
