@@ -78,8 +78,10 @@ typedef struct link {
   uint64_t opened_at;
   uint64_t last_recv;
   uint64_t last_send;
-  pm_tree_peer tp;  /* the peer's tree advert */
-  int synced;       /* a Sync from the peer was answered */
+  pm_tree_peer tp; /* the peer's tree advert */
+  int synced;      /* a Sync from the peer was answered */
+  int has_key;     /* the transport authenticated the peer as `key` */
+  uint8_t key[PM_NODE_ID_LEN];
   pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
   pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
   size_t in_flight; /* bytes handed to the app and not reported drained */
@@ -542,6 +544,8 @@ static int on_hello(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   if (h.mesh_len != strlen(n->mesh) || memcmp(h.mesh, n->mesh, h.mesh_len))
     return link_error(n, l, now, PM_ERR_WRONG_MESH);
+  if (l->has_key && memcmp(h.node_id, l->key, PM_NODE_ID_LEN) != 0)
+    return link_error(n, l, now, PM_ERR_AUTH);
   memcpy(l->peer, h.node_id, PM_NODE_ID_LEN);
   l->have_hello = 1;
   if (memcmp(h.node_id, n->id, PM_NODE_ID_LEN) == 0) {
@@ -1190,6 +1194,15 @@ int pm_node_link_recv(pm_node *n, uint64_t now, uint32_t link_id,
     pm_buf_consume(&l->in, off);
   finish(n, now);
   return rc;
+}
+
+void pm_node_link_set_peer_key(pm_node *n, uint32_t link_id,
+                               const uint8_t key[PM_NODE_ID_LEN]) {
+  link *l = find_link(n, link_id);
+  if (!l)
+    return;
+  memcpy(l->key, key, PM_NODE_ID_LEN);
+  l->has_key = 1;
 }
 
 void pm_node_link_closed(pm_node *n, uint64_t now, uint32_t link_id) {

@@ -1791,6 +1791,24 @@ static void test_graft_is_answered_from_cache(void) {
   world_free(w);
 }
 
+static void test_hello_must_match_authenticated_key(void) {
+  world *w = world_new(1000);
+  world_add(w, "lobby", 0x11, 0, 0, 0);
+  size_t r = raw_open(w, 0);
+  uint8_t key[PM_NODE_ID_LEN];
+  memset(key, 0x77, sizeof key);
+  pm_node_link_set_peer_key(w->n[0].node, w->p[r].la, key);
+  CHECK_INT(raw_hello(w, r, "lobby", 0x78, 4100), PM_ERR_AUTH);
+  CHECK(!w->p[r].open);
+  CHECK_INT(count_ev(w, 0, PM_EV_LINK_ERROR), 1);
+  /* The key it was told of is accepted. */
+  r = raw_open(w, 0);
+  pm_node_link_set_peer_key(w->n[0].node, w->p[r].la, key);
+  CHECK_INT(raw_hello(w, r, "lobby", 0x77, 4100), 0);
+  CHECK(w->p[r].open);
+  world_free(w);
+}
+
 static void test_sync_announces_recent_messages_once(void) {
   world *w = world_new(1000);
   world_add(w, "lobby", 0x11, 0, 0, 0);
@@ -1966,6 +1984,7 @@ TEST_MAIN(
     TEST_CASE(test_announced_message_is_grafted),
     TEST_CASE(test_known_message_announced_is_not_grafted),
     TEST_CASE(test_graft_is_answered_from_cache),
+    TEST_CASE(test_hello_must_match_authenticated_key),
     TEST_CASE(test_sync_announces_recent_messages_once),
     TEST_CASE(test_bad_gossip_frames_close_the_link),
     TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter),

@@ -84,6 +84,11 @@ void pm_node_free(pm_node *node);
 int pm_node_link_open(pm_node *node, uint64_t now, int outbound,
                       const char *remote_host, const char *dial_addr,
                       uint32_t *link_id) PM_MUST_CHECK;
+/* The link's transport authenticated the peer as this Ed25519 key (the
+ * secure channel, runtime/core/secure.h): its Hello must name the same node
+ * ID, or the link closes with PM_ERR_AUTH. Call before the Hello arrives. */
+void pm_node_link_set_peer_key(pm_node *node, uint32_t link_id,
+                               const uint8_t key[PM_NODE_ID_LEN]);
 /* Bytes received on a link. Returns 0, or a negative code when the bytes
  * violated the protocol: the core has then queued a close of the link and
  * the code says why (PM_ERR_VERSION, PM_ERR_FRAME_TOO_LARGE, ...). Unknown
