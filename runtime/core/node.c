@@ -49,9 +49,10 @@
 #define BEACON_MS 3000        /* the tree root starts an epoch this often */
 #define ROOT_TIMEOUT_MS 10000 /* no new epoch this long: the root is gone */
 #define PUSH_ALL_HOPS                                                          \
-  1                                 /* payloads this close to the author go on \
-                                       every link, not only the tree's */
-#define MAX_LINKS (2 * 64 + 8)      /* links a node keeps, counting half-open */
+  1                            /* payloads this close to the author go on      \
+                                  every link, not only the tree's */
+#define MAX_LINKS (2 * 64 + 8) /* links a node keeps, counting half-open */
+#define IHAVE_DELAY_MS 100 /* announcements wait this long to share frames */
 #define SYNC_WINDOW_MS CACHE_TTL_MS /* catch-up asks for this much */
 #define SYNC_MAX_IDS 256            /* and is told of at most this many */
 #define EXPLORE_INTERVAL_MS 10000
@@ -152,7 +153,8 @@ struct pm_node {
   uint64_t next_prune;
   uint64_t next_explore;
   pm_tree tree;
-  int tree_dirty; /* a neighbour's advert or a neighbour changed */
+  int tree_dirty;       /* a neighbour's advert or a neighbour changed */
+  uint64_t announce_at; /* when queued IHave IDs go out; 0: none queued */
   uint64_t seq;
   pm_node_stats stats;
 };
@@ -464,6 +466,20 @@ static void learn_referrals(pm_node *n, uint64_t now,
       continue;
 }
 
+static void announce(pm_node *n, link *l, const uint8_t *ids, size_t count,
+                     uint64_t now);
+
+/* Queues for IHave on `l` the newest cached messages of the last `window`
+ * ms, at most SYNC_MAX_IDS. */
+static void announce_recent(pm_node *n, link *l, uint32_t window,
+                            uint64_t now) {
+  uint8_t ids[SYNC_MAX_IDS * PM_MSG_ID_LEN];
+  uint64_t since = now > window ? now - window : 0;
+  size_t count = pm_msgcache_recent(n->cache, since, ids, SYNC_MAX_IDS);
+  if (count)
+    announce(n, l, ids, count, now);
+}
+
 /* Tells one neighbour where this node stands in the tree. */
 static void send_tree(pm_node *n, link *l, uint64_t now) {
   pm_tree_adv a;
@@ -500,9 +516,13 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
   l->state = LINK_CONNECTED;
   send_tree(n, l, now);
   /* Coming online (joining, or back after losing every neighbour): ask
-   * for what the mesh said meanwhile. */
-  if (!n->online && pm_msg_write_sync(&l->out, SYNC_WINDOW_MS) == 0)
-    want_send(n, l, now);
+   * for what the mesh said meanwhile, and tell of what this node holds —
+   * what it wrote while alone included, which nobody has yet. */
+  if (!n->online) {
+    if (pm_msg_write_sync(&l->out, SYNC_WINDOW_MS) == 0)
+      want_send(n, l, now);
+    announce_recent(n, l, SYNC_WINDOW_MS, now);
+  }
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
   if (e) {
     memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
@@ -648,6 +668,16 @@ static void rate_link(link *l, int news) {
     l->samples++;
 }
 
+/* Queues IDs for an IHave on `l`. Announcements are not urgent (the
+ * payload is on its way along the tree): they wait IHAVE_DELAY_MS, so that
+ * those of a busy mesh share frames. */
+static void announce(pm_node *n, link *l, const uint8_t *ids, size_t count,
+                     uint64_t now) {
+  pm_buf_put(&l->announce, ids, count * PM_MSG_ID_LEN);
+  if (!n->announce_at)
+    n->announce_at = now + IHAVE_DELAY_MS;
+}
+
 /* Sends a message on: the payload on tree links, an announcement on the
  * others; keeps a copy to answer Graft. The author pushes its own messages
  * on every link (PUSH_ALL_HOPS): a neighbour off the tree would otherwise
@@ -680,7 +710,7 @@ static void forward(pm_node *n, uint64_t now, const link *from,
       pm_buf_put(&l->out, n->fwd.data, n->fwd.len);
       want_send(n, l, now);
     } else {
-      pm_buf_put(&l->announce, m->id, PM_MSG_ID_LEN);
+      announce(n, l, m->id, 1, now);
     }
   }
 }
@@ -829,10 +859,7 @@ static int on_sync(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (l->synced)
     return 0;
   l->synced = 1;
-  uint8_t ids[SYNC_MAX_IDS * PM_MSG_ID_LEN];
-  uint64_t since = now > window ? now - window : 0;
-  size_t count = pm_msgcache_recent(n->cache, since, ids, SYNC_MAX_IDS);
-  pm_buf_put(&l->announce, ids, count * PM_MSG_ID_LEN);
+  announce_recent(n, l, window, now);
   return 0;
 }
 
@@ -1019,6 +1046,9 @@ static void finish(pm_node *n, uint64_t now) {
   /* Adverts may close a slow link, which changes the tree again. */
   for (int i = 0; i < 4 && n->tree_dirty && !n->left; i++)
     tree_refresh(n, now, 0);
+  int announce_due = n->announce_at && now >= n->announce_at;
+  if (announce_due)
+    n->announce_at = 0;
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
     if (l->state != LINK_CONNECTED) {
@@ -1026,7 +1056,7 @@ static void finish(pm_node *n, uint64_t now) {
       pm_buf_reset(&l->graft);
       continue;
     }
-    if (l->announce.len)
+    if (announce_due && l->announce.len)
       flush_ids(n, l, &l->announce, PM_FRAME_IHAVE, now);
     if (l->graft.len)
       flush_ids(n, l, &l->graft, PM_FRAME_GRAFT, now);
@@ -1386,6 +1416,8 @@ uint64_t pm_node_deadline(const pm_node *n) {
     d = min64(d, n->next_explore);
   d = min64(d, pm_missing_deadline(n->missing));
   d = min64(d, pm_tree_deadline(&n->tree));
+  if (n->announce_at)
+    d = min64(d, n->announce_at);
   return d;
 }
 

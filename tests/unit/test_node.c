@@ -894,18 +894,21 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   CHECK_INT(count_msgs(w, 0, "Relayed"), 1);
   CHECK_INT(stats(w, 0).duplicates, 4);
   CHECK_INT(send_msg(w, 1, "FromB", "b", 0, 0, NULL), 0);
+  run_until(w, w->now + 100); /* announcements wait 100 ms */
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
 
   /* A's own message coming back is a duplicate too. */
   uint8_t id[PM_MSG_ID_LEN];
+  uint64_t sent_at = w->now;
   CHECK_INT(send_msg(w, 0, "Mine", "m", 0, 0, id), 0);
+  run_until(w, w->now + 100);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1); /* authors push to all */
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   pm_msg_flood mf;
   memset(&mf, 0, sizeof mf);
   memcpy(mf.origin, w->n[0].id, PM_NODE_ID_LEN);
   mf.seq = 1;
-  mf.time_ms = 1700000000000ull + w->now;
+  mf.time_ms = 1700000000000ull + sent_at;
   mf.action = "Mine";
   mf.action_len = 4;
   mf.body = (const uint8_t *)"m";
@@ -1760,14 +1763,23 @@ static void test_graft_is_answered_from_cache(void) {
   CHECK_INT(send_msg(w, 1, "Chat", "from B", 0, 0, id), 0);
   CHECK_INT(count_msgs(w, 0, "Chat"), 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0);
+  /* Announcements wait 100 ms, so that a busy mesh's share frames. */
+  run_until(w, w->now + 99);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 0);
+  run_until(w, w->now + 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   /* Graft asks for it; the link stays off the tree. */
   CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_GRAFT, id, 1), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
   CHECK_INT(send_msg(w, 1, "Chat", "again", 0, 0, NULL), 0);
+  CHECK_INT(send_msg(w, 1, "Chat", "and again", 0, 0, NULL), 0);
+  run_until(w, w->now + 100);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 2);
+  const uint8_t *two = raw_last_payload(w, r, PM_FRAME_IHAVE);
+  if (two)
+    CHECK_INT(two[0], 2); /* both IDs in one frame */
   /* Once the raw neighbour takes A as its parent, A pushes to it. */
   pm_tree_adv adv;
   memset(&adv, 0, sizeof adv);
@@ -1778,6 +1790,7 @@ static void test_graft_is_answered_from_cache(void) {
   CHECK_INT(pm_msg_write_tree(&b, &adv), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   CHECK_INT(send_msg(w, 1, "Chat", "pushed", 0, 0, NULL), 0);
+  run_until(w, w->now + 100);
   CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 2);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 2);
   /* A Graft for something unknown is answered with nothing. */
@@ -1812,10 +1825,20 @@ static void test_hello_must_match_authenticated_key(void) {
 static void test_sync_announces_recent_messages_once(void) {
   world *w = world_new(1000);
   world_add(w, "lobby", 0x11, 0, 0, 0);
-  /* A, alone, comes online through the raw neighbour: it asks for what
-   * it missed. */
+  /* A writes while alone; it reaches nobody yet. */
+  uint8_t alone[PM_MSG_ID_LEN];
+  CHECK_INT(send_msg(w, 0, "Chat", "alone", 0, 0, alone), 0);
+  /* A comes online through the raw neighbour: it asks for what it missed,
+   * and announces what it holds, its own message included. */
   size_t r = raw_neighbor(w, 0, 0x77);
   CHECK_INT(raw_frames(w, r, PM_FRAME_SYNC), 1);
+  run_until(w, w->now + 100);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
+  const uint8_t *first = raw_last_payload(w, r, PM_FRAME_IHAVE);
+  if (first) {
+    CHECK_INT(first[0], 1);
+    CHECK_MEM(first + 1, alone, PM_MSG_ID_LEN);
+  }
   uint8_t id1[PM_MSG_ID_LEN], id2[PM_MSG_ID_LEN];
   CHECK_INT(send_msg(w, 0, "Chat", "one", 0, 0, id1), 0);
   run_until(w, w->now + 30000);
@@ -1826,6 +1849,7 @@ static void test_sync_announces_recent_messages_once(void) {
   pm_buf_init(&b, NULL);
   CHECK_INT(pm_msg_write_sync(&b, 10000), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
+  run_until(w, w->now + 100);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), ihaves + 1);
   const uint8_t *last = raw_last_payload(w, r, PM_FRAME_IHAVE);
   CHECK(last != NULL);
@@ -1836,6 +1860,7 @@ static void test_sync_announces_recent_messages_once(void) {
   /* A second Sync on the same link is not answered. */
   CHECK_INT(pm_msg_write_sync(&b, 60000), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
+  run_until(w, w->now + 100);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), ihaves + 1);
   CHECK_INT(stats(w, 0).invalid, 0);
   pm_buf_free(&b);
