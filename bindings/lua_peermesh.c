@@ -14,6 +14,7 @@
 
 #include "io_node.h"
 #include "json.h"
+#include "password.h"
 
 #define NODE_MT "peermesh.node"
 #define HOST_KEY "peermesh.host"
@@ -29,7 +30,8 @@ typedef struct lua_node {
 } lua_node;
 
 static const char *const event_names[] = {
-    "message", "online", "offline", "neighbor_up", "neighbor_down", NULL};
+    "message",       "online",     "offline", "neighbor_up",
+    "neighbor_down", "link_error", NULL};
 
 static pm_host *get_host(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, HOST_KEY);
@@ -74,8 +76,17 @@ static void push_hex(lua_State *L, const uint8_t *bin, size_t n) {
   lua_pushstring(L, hex);
 }
 
-/* Pushes the event as a table; returns the event's name or NULL to skip. */
-static const char *push_event(lua_State *L, const pm_event *ev) {
+static int all_zero(const uint8_t *p, size_t n) {
+  uint8_t acc = 0;
+  for (size_t i = 0; i < n; i++)
+    acc |= p[i];
+  return acc == 0;
+}
+
+/* Pushes the event as a table; returns the event's name or NULL to skip.
+ * `text` describes a link error. */
+static const char *push_event(lua_State *L, const pm_event *ev,
+                              const char *text) {
   switch (ev->kind) {
   case PM_EV_MESSAGE:
     lua_createtable(L, 0, 9);
@@ -117,20 +128,32 @@ static const char *push_event(lua_State *L, const pm_event *ev) {
       lua_setfield(L, -2, "reason");
     }
     return ev->kind == PM_EV_NEIGHBOR_UP ? "neighbor_up" : "neighbor_down";
+  case PM_EV_LINK_ERROR:
+    lua_createtable(L, 0, 4);
+    if (!all_zero(ev->peer, PM_NODE_ID_LEN)) {
+      push_hex(L, ev->peer, PM_NODE_ID_LEN);
+      lua_setfield(L, -2, "id");
+    }
+    lua_pushstring(L, ev->addr ? ev->addr : "");
+    lua_setfield(L, -2, "addr");
+    lua_pushstring(L, pm_errname(ev->error));
+    lua_setfield(L, -2, "error");
+    lua_pushstring(L, text ? text : pm_strerror(ev->error));
+    lua_setfield(L, -2, "message");
+    return "link_error";
   default:
     return NULL;
   }
 }
 
 static void on_io_event(void *ud, pm_io_node *io, const pm_event *ev) {
-  (void)io;
   lua_node *ln = ud;
   lua_State *L = ln->L;
   int top = lua_gettop(L);
   if (!lua_checkstack(L, 8))
     return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, ln->handlers_ref);
-  const char *name = push_event(L, ev);
+  const char *name = push_event(L, ev, pm_io_node_event_text(io));
   if (!name) {
     lua_settop(L, top);
     return;
@@ -179,7 +202,7 @@ static int run_filter(void *ud, const pm_event *ev, int origination) {
     return PM_PROPAGATE_BOTH;
   lua_pushcfunction(L, traceback);
   lua_rawgeti(L, LUA_REGISTRYINDEX, ln->filter_ref);
-  push_event(L, ev);
+  push_event(L, ev, NULL);
   lua_pushstring(L, origination == PM_ORIGIN_LOCAL ? "local" : "remote");
   ln->in_filter = 1;
   int rc = lua_pcall(L, 2, 1, top + 1);
@@ -251,6 +274,43 @@ static size_t string_list(lua_State *L, int idx, const char *key,
   return n;
 }
 
+/* Reads mesh `mesh`'s password from `file` (password.h rules: one line,
+ * mode 0600) and derives its link key into locked memory (*psk). Returns 0,
+ * or the number of values pushed for a failure (nil, err, code). */
+static int mesh_psk(const char *mesh, const char *file, uint8_t **psk,
+                    lua_State *L) {
+  char err[512];
+  size_t len = 0;
+  char *pw = sodium_malloc(PM_PASSWORD_MAX + 1);
+  *psk = sodium_malloc(PM_PSK_LEN);
+  if (!pw || !*psk) {
+    sodium_free(pw);
+    sodium_free(*psk);
+    *psk = NULL;
+    return push_fail(L, PM_ERR_NOMEM, "out of memory");
+  }
+  pm_password_source src = {file, 0, mesh};
+  int rc =
+      pm_password_load(&src, pw, PM_PASSWORD_MAX + 1, &len, err, sizeof err);
+  if (rc == 0) {
+    rc = pm_psk_derive(mesh, pw, len, *psk);
+    if (rc)
+      snprintf(err, sizeof err,
+               "cannot derive the key of mesh '%s' from its password: %s", mesh,
+               pm_strerror(rc));
+  } else if (rc == PM_PASSWORD_NONE) { /* NEVER: a file was given */
+    rc = PM_ERR_INVAL;
+    snprintf(err, sizeof err, "no password in %s", file);
+  }
+  sodium_free(pw); /* wipes */
+  if (rc) {
+    sodium_free(*psk);
+    *psk = NULL;
+    return push_fail(L, rc, err);
+  }
+  return 0;
+}
+
 /* peermesh.join([mesh], [options]) */
 static int l_join(lua_State *L) {
   pm_host *host = get_host(L);
@@ -305,6 +365,18 @@ static int l_join(lua_State *L) {
     jo.resolver_none = 0;
   }
 
+  /* password_file: this mesh has a password (read, turned into the link
+   * key and wiped here; Argon2id runs once per process and password). */
+  uint8_t *psk = NULL;
+  if (lua_getfield(L, opt_idx, "password_file") != LUA_TNIL) {
+    const char *file = luaL_checkstring(L, -1);
+    int rc = mesh_psk(mesh, file, &psk, L);
+    if (rc)
+      return rc; /* nil, err, code pushed */
+    jo.psk = psk;
+  }
+  lua_pop(L, 1);
+
   lua_node *ln = lua_newuserdatauv(L, sizeof *ln, 0);
   memset(ln, 0, sizeof *ln);
   ln->L = L;
@@ -315,6 +387,7 @@ static int l_join(lua_State *L) {
   char err[512];
   int rc =
       pm_io_node_join(host, &jo, on_io_event, ln, &ln->io, err, sizeof err);
+  sodium_free(psk); /* the node keeps its copy; this one is wiped */
   if (rc)
     return push_fail(L, rc, err);
   lua_newtable(L);

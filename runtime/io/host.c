@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "password.h"
 #include "paths.h"
 #include "server.h"
 
@@ -87,6 +88,18 @@ int pm_host_identity(pm_host *h, const pm_identity **out, char *err,
   }
   *out = &h->identity;
   return 0;
+}
+
+int pm_host_mesh_psk(const pm_host *h, const char *mesh, uint8_t *psk,
+                     int *password) {
+  const char *cli_mesh = h->opts.mesh ? h->opts.mesh : "lobby";
+  if (h->opts.psk && mesh && strcmp(mesh, cli_mesh) == 0) {
+    memcpy(psk, h->opts.psk, PM_PSK_LEN);
+    *password = 1;
+    return 0;
+  }
+  *password = 0;
+  return pm_psk_derive(mesh, NULL, 0, psk);
 }
 
 static pm_db *host_db(pm_host *h) {

@@ -31,6 +31,10 @@ typedef struct pm_host_options {
   size_t nresolvers;
   int resolver_none;
   int verbose;
+  /* The link PSK of `mesh` from the command line's password
+   * (pm_psk_derive; PM_PSK_LEN bytes), or NULL for an open mesh. The
+   * password itself is gone by then. */
+  const uint8_t *psk;
 } pm_host_options;
 
 /* Creates the data directory when missing. Returns 0 or a negative code with
@@ -46,6 +50,12 @@ const pm_host_options *pm_host_options_get(const pm_host *host);
 /* The process's identity, taken on first call. */
 int pm_host_identity(pm_host *host, const pm_identity **out, char *err,
                      size_t errlen) PM_MUST_CHECK;
+
+/* The link PSK of `mesh` (password.h): the command line's password PSK
+ * when `mesh` is the command line's mesh and it has one (*password = 1),
+ * else the open mesh's (*password = 0). Returns 0 or PM_ERR_INVAL. */
+int pm_host_mesh_psk(const pm_host *host, const char *mesh, uint8_t *psk,
+                     int *password) PM_MUST_CHECK;
 
 /* Queues a delivered message for history.db; written at the end of this
  * loop turn. `body` is JSON text. */

@@ -9,6 +9,8 @@
 #include "client.h"
 #include "frame.h"
 #include "net.h"
+#include "password.h"
+#include "secure.h"
 
 /* Most bytes a link may have waiting in its socket's queue; the core drops
  * a neighbour that does not drain (PM_CLOSE_TOO_SLOW). */
@@ -16,7 +18,9 @@
 #define MAX_RESOLVERS 8
 #define RESOLVE_MAX 8
 #define KNOWN_PEERS_AT_START 8
-#define LINGER_MS 2000 /* how long a leaving node waits for its goodbyes */
+#define LINGER_MS 2000     /* how long a leaving node waits for its goodbyes */
+#define MAX_LINK_ERRORS 16 /* secure-channel errors waiting for the pump */
+#define ERROR_TEXT_MAX 512
 
 typedef struct io_link {
   uv_tcp_t tcp;
@@ -30,6 +34,19 @@ typedef struct io_link {
   uv_connect_t connect;
   uv_getaddrinfo_t gai;
   uv_shutdown_t shutdown;
+  /* The link's secure channel (secure.h): every byte on the socket is a
+   * record of it; the core only ever sees the plaintext inside. */
+  pm_secure sec;
+  int outbound;
+  int keyed; /* the peer's verified key was handed to the core */
+  uint8_t peer_key[PM_NODE_ID_LEN]; /* that key, once keyed */
+  int got_plain;  /* the core has received plaintext on this link */
+  int replied;    /* responder: msg2 written (msg1 was accepted) */
+  int first_byte; /* the first byte received, -1 before any */
+  /* Plaintext given to pm_secure_send and not yet part of a write: the
+   * core counts what it handed over, so writes are drained in those units. */
+  size_t plain_unwritten;
+  char remote[PM_ADDR_MAX + 1]; /* "IP:PORT" of the other end, for messages */
   struct io_link *next;
 } io_link;
 
@@ -38,7 +55,15 @@ typedef struct write_req {
   uv_buf_t buf;
   pm_io_node *node;
   uint32_t link_id;
+  size_t plain; /* the core's bytes this write carries (for drained) */
 } write_req;
+
+/* A secure-channel failure, reported to the callback from the pump. */
+typedef struct link_error {
+  pm_event ev;
+  char addr[PM_ADDR_MAX + 1];
+  char text[ERROR_TEXT_MAX];
+} link_error;
 
 struct pm_io_node {
   pm_host *host;
@@ -60,6 +85,17 @@ struct pm_io_node {
   int pumping, pump_again;
   int leaving;
   unsigned handles; /* open libuv handles still to close */
+  /* Link keys: the mesh's PSK (password.h), whether it comes from a
+   * password, the mesh tag msg1 carries, and the identity's Ed25519 key. */
+  uint8_t psk[PM_PSK_LEN];
+  int password;
+  uint8_t mesh_tag[PM_MESH_TAG_LEN];
+  uint8_t sk[PM_SECURE_SECRET_KEY_LEN];
+  pm_buf net;   /* records to write, filled and flushed per call */
+  pm_buf plain; /* plaintext decrypted from one read */
+  link_error errors[MAX_LINK_ERRORS];
+  size_t nerrors;
+  const char *event_text; /* during a PM_EV_LINK_ERROR callback */
   char readbuf[64 * 1024];
 };
 
@@ -79,6 +115,12 @@ static uint64_t random_cb(void *ud) {
 static void maybe_free(pm_io_node *n) {
   if (!n->leaving || n->handles || n->pumping)
     return;
+  sodium_memzero(n->psk, sizeof n->psk);
+  sodium_memzero(n->sk, sizeof n->sk);
+  pm_buf_free(&n->net);
+  if (n->plain.data)
+    sodium_memzero(n->plain.data, n->plain.cap);
+  pm_buf_free(&n->plain);
   pm_node_free(n->core);
   pm_host_node_detach(n->host);
   free(n);
@@ -110,6 +152,7 @@ static void link_release(io_link *l) {
       *p = l->next;
       break;
     }
+  pm_secure_clear(&l->sec);
   free(l);
   n->handles--;
   if (n->leaving && !n->links)
@@ -175,6 +218,158 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof l->node->readbuf;
 }
 
+static void on_write(uv_write_t *req, int status);
+
+/* Writes `len` bytes as they are; `plain` of the core's bytes ride in them. */
+static void link_write(pm_io_node *n, io_link *l, const uint8_t *data,
+                       size_t len, size_t plain) {
+  if (l->closing || !l->open || len == 0)
+    return;
+  write_req *w = malloc(sizeof *w);
+  char *copy = malloc(len);
+  if (!w || !copy) {
+    free(w);
+    free(copy);
+    if (plain) /* never queued */
+      pm_node_link_drained(n->core, now_ms(n), l->id, plain);
+    return;
+  }
+  memcpy(copy, data, len);
+  w->buf = uv_buf_init(copy, (unsigned)len);
+  w->node = n;
+  w->link_id = l->id;
+  w->plain = plain;
+  if (uv_write(&w->req, (uv_stream_t *)&l->tcp, &w->buf, 1, on_write) != 0) {
+    if (plain)
+      pm_node_link_drained(n->core, now_ms(n), l->id, plain);
+    free(copy);
+    free(w);
+  }
+}
+
+/* Writes what the secure channel produced. Once the handshake is done, every
+ * plaintext byte queued so far is in these records. */
+static void flush_net(pm_io_node *n, io_link *l) {
+  size_t plain = 0;
+  if (pm_secure_established(&l->sec)) {
+    plain = l->plain_unwritten;
+    l->plain_unwritten = 0;
+  }
+  if (n->net.len)
+    link_write(n, l, n->net.data, n->net.len, plain);
+  else if (plain)
+    pm_node_link_drained(n->core, now_ms(n), l->id, plain);
+  pm_buf_reset(&n->net);
+}
+
+/* How a failed channel is described: the end of the sentence starting
+ * "link to ADDR refused: ". */
+static void secure_error_text(const pm_io_node *n, const io_link *l, int err,
+                              char *out, size_t len) {
+  switch (err) {
+  case PM_ERR_WRONG_PASSWORD:
+    /* A responder fails before answering msg1 only when msg1's password
+     * flag differs from its own; an initiator without a password facing a
+     * peer of the same mesh name can only meet one with a password. */
+    if ((!l->outbound && !l->replied && !n->password) ||
+        (l->outbound && !n->password))
+      snprintf(out, len,
+               "the peer has a password for mesh '%s' and this node has "
+               "none (the mesh name matched)",
+               n->mesh);
+    else if (!l->outbound && !l->replied)
+      snprintf(out, len,
+               "the peer has no password for mesh '%s' and this node has "
+               "one (the mesh name matched)",
+               n->mesh);
+    else
+      snprintf(out, len, "wrong password for mesh '%s' (the mesh name matched)",
+               n->mesh);
+    break;
+  case PM_ERR_WRONG_MESH:
+    snprintf(out, len, "the peer belongs to another mesh, not '%s'", n->mesh);
+    break;
+  case PM_ERR_VERSION:
+    if (l->first_byte >= 0 && l->first_byte != PM_SECURE_VERSION)
+      snprintf(out, len,
+               "peer speaks protocol version %d (this node speaks %d)",
+               l->first_byte, PM_SECURE_VERSION);
+    else
+      snprintf(out, len,
+               "peer speaks another protocol version (this node speaks %d)",
+               PM_SECURE_VERSION);
+    break;
+  case PM_ERR_AUTH:
+    snprintf(out, len, "tampered or corrupt data (authentication failed)");
+    break;
+  case PM_ERR_FRAME_TOO_LARGE:
+    snprintf(out, len,
+             "the peer announced a record larger than the %d-byte limit",
+             PM_SECURE_MAX_PAYLOAD);
+    break;
+  case PM_ERR_UNEXPECTED:
+    snprintf(out, len,
+             "the peer sent a record out of place (not a peermesh "
+             "link, or a broken peer)");
+    break;
+  case PM_ERR_MALFORMED:
+    snprintf(out, len, "malformed handshake message");
+    break;
+  case PM_ERR_REFUSED:
+    snprintf(out, len,
+             "refused by the peer for a reason this node does not "
+             "know");
+    break;
+  case PM_ERR_FULL:
+    snprintf(out, len,
+             "the handshake did not finish before %d bytes were "
+             "waiting to be sent",
+             PM_SECURE_MAX_PENDING);
+    break;
+  default:
+    snprintf(out, len, "%s", pm_strerror(err));
+    break;
+  }
+}
+
+/* The secure channel failed with `err`: says so, sends what it holds (a
+ * Reject for the peer, at most), closes the connection and tells the core.
+ * Nothing of what the channel received reaches the core any more. */
+static void secure_failed(pm_io_node *n, io_link *l, int err) {
+  char why[256];
+  secure_error_text(n, l, err, why, sizeof why);
+  link_error *e = NULL;
+  if (n->nerrors < MAX_LINK_ERRORS)
+    e = &n->errors[n->nerrors++];
+  link_error spare;
+  if (!e)
+    e = &spare; /* the line is still printed */
+  memset(e, 0, sizeof *e);
+  snprintf(e->addr, sizeof e->addr, "%s",
+           l->outbound && l->dial_addr[0] ? l->dial_addr : l->remote);
+  snprintf(e->text, sizeof e->text, "link %s %s %s: %s",
+           l->outbound ? "to" : "from", e->addr[0] ? e->addr : "a peer",
+           l->got_plain ? "closed" : "refused", why);
+  pm_host_log(n->host, 0, "%s", e->text);
+  e->ev.kind = PM_EV_LINK_ERROR;
+  e->ev.error = err;
+  e->ev.reason = PM_CLOSE_PROTOCOL_ERROR;
+  e->ev.link_id = l->id;
+  if (l->keyed)
+    memcpy(e->ev.peer, l->peer_key, PM_NODE_ID_LEN);
+
+  uint32_t id = l->id;
+  int reject = n->net.len > 0;
+  flush_net(n, l);
+  /* A Reject is a few bytes into a fresh socket: let it out first. */
+  if (reject)
+    link_close_graceful(l);
+  else
+    link_close_now(l);
+  pm_node_link_closed(n->core, now_ms(n), id);
+  pump(n);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   io_link *l = s->data;
   pm_io_node *n = l->node;
@@ -184,10 +379,32 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     link_lost(l);
     return;
   }
-  if (nread == 0)
+  if (nread == 0 || l->closing)
     return;
-  pm_node_link_recv(n->core, now_ms(n), l->id, (const uint8_t *)buf->base,
-                    (size_t)nread);
+  const uint8_t *data = (const uint8_t *)buf->base;
+  if (l->first_byte < 0)
+    l->first_byte = data[0];
+  pm_buf_reset(&n->plain);
+  int rc = pm_secure_recv(&l->sec, data, (size_t)nread, &n->plain, &n->net);
+  if (rc) {
+    pm_buf_reset(&n->plain);
+    secure_failed(n, l, rc);
+    return;
+  }
+  if (n->net.len && !l->outbound)
+    l->replied = 1;
+  flush_net(n, l);
+  if (pm_secure_established(&l->sec) && !l->keyed) {
+    /* Before any plaintext: the Hello must name the key just verified. */
+    memcpy(l->peer_key, pm_secure_peer_key(&l->sec), PM_NODE_ID_LEN);
+    pm_node_link_set_peer_key(n->core, l->id, l->peer_key);
+    l->keyed = 1;
+  }
+  if (n->plain.len) {
+    l->got_plain = 1;
+    pm_node_link_recv(n->core, now_ms(n), l->id, n->plain.data, n->plain.len);
+    pm_buf_reset(&n->plain);
+  }
   pump(n);
 }
 
@@ -197,39 +414,55 @@ static void on_write(uv_write_t *req, int status) {
   pm_io_node *n = w->node;
   /* Writes finish before their handle's close callback, so the node is
    * still here; the core ignores links it has already closed. */
-  pm_node_link_drained(n->core, now_ms(n), w->link_id, w->buf.len);
+  if (w->plain)
+    pm_node_link_drained(n->core, now_ms(n), w->link_id, w->plain);
   free(w->buf.base);
   free(w);
 }
 
-static void link_write(pm_io_node *n, io_link *l, const uint8_t *data,
-                       size_t len) {
+/* Hands the core's bytes to the link's secure channel, which encrypts them
+ * (or holds them until the handshake is done). */
+static void link_send(pm_io_node *n, io_link *l, const uint8_t *data,
+                      size_t len) {
   if (l->closing || !l->open)
     return;
-  write_req *w = malloc(sizeof *w);
-  char *copy = malloc(len);
-  if (!w || !copy) {
-    free(w);
-    free(copy);
-    pm_node_link_drained(n->core, now_ms(n), l->id, len); /* never queued */
+  l->plain_unwritten += len;
+  int rc = pm_secure_send(&l->sec, data, len, &n->net);
+  if (rc) {
+    pm_buf_reset(&n->net);
+    secure_failed(n, l, rc);
     return;
   }
-  memcpy(copy, data, len);
-  w->buf = uv_buf_init(copy, (unsigned)len);
-  w->node = n;
-  w->link_id = l->id;
-  if (uv_write(&w->req, (uv_stream_t *)&l->tcp, &w->buf, 1, on_write) != 0) {
-    pm_node_link_drained(n->core, now_ms(n), l->id, len);
-    free(copy);
-    free(w);
-  }
+  flush_net(n, l);
 }
 
-/* Registers an established connection with the core. */
+/* "IP:PORT" of the other end of a connected socket, or "". */
+static void remote_text(const uv_tcp_t *tcp, char out[PM_ADDR_MAX + 1]) {
+  char host[PM_ADDR_MAX + 1];
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  out[0] = '\0';
+  pm_net_peer_ip(tcp, host);
+  if (!host[0] || uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  uint16_t port = ss.ss_family == AF_INET
+                      ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                      : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  if (pm_addr_format(out, host, port) != 0)
+    out[0] = '\0';
+}
+
+/* Registers an established connection with the core and opens its secure
+ * channel. The core starts at once (its connect timeout covers a stalled
+ * handshake) but gets no byte until the handshake is done; its own bytes
+ * wait in the channel meanwhile. */
 static void link_established(pm_io_node *n, io_link *l, int outbound) {
   char host[PM_ADDR_MAX + 1];
   pm_net_peer_ip(&l->tcp, host);
+  remote_text(&l->tcp, l->remote);
   uv_tcp_nodelay(&l->tcp, 1);
+  l->outbound = outbound;
+  l->first_byte = -1;
   int rc = pm_node_link_open(n->core, now_ms(n), outbound, host,
                              outbound ? l->dial_addr : NULL, &l->id);
   if (rc) {
@@ -237,6 +470,24 @@ static void link_established(pm_io_node *n, io_link *l, int outbound) {
     pump(n);
     return;
   }
+  pm_secure_config sc;
+  memset(&sc, 0, sizeof sc);
+  sc.initiator = outbound;
+  sc.psk = n->psk;
+  sc.ed25519_sk = n->sk;
+  sc.ed25519_pk = n->id;
+  sc.mesh_tag = n->mesh_tag;
+  sc.password = n->password;
+  sc.random = random_cb;
+  rc = pm_secure_init(&l->sec, &sc);
+  if (rc == 0)
+    rc = pm_secure_start(&l->sec, &n->net);
+  if (rc) {
+    pm_buf_reset(&n->net);
+    secure_failed(n, l, rc);
+    return;
+  }
+  flush_net(n, l);
   uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
   pump(n);
 }
@@ -424,6 +675,7 @@ static void arm_timer(pm_io_node *n) {
 
 static void handle_event(pm_io_node *n, const pm_event *ev) {
   char hex[2 * PM_NODE_ID_LEN + 1];
+  char text[ERROR_TEXT_MAX];
   switch (ev->kind) {
   case PM_EV_MESSAGE:
     pm_host_history_add(n->host, n->mesh, ev);
@@ -441,14 +693,32 @@ static void handle_event(pm_io_node *n, const pm_event *ev) {
                 pm_close_reason_name(ev->reason));
     break;
   case PM_EV_LINK_ERROR:
-    pm_host_log(n->host, 0, "[%s] closed link to %s: %s", n->mesh,
-                ev->addr[0] ? ev->addr : "a peer", pm_strerror(ev->error));
+    snprintf(text, sizeof text, "[%s] closed link to %s: %s", n->mesh,
+             ev->addr[0] ? ev->addr : "a peer", pm_strerror(ev->error));
+    pm_host_log(n->host, 0, "%s", text);
+    n->event_text = text;
     break;
   default:
     break;
   }
   if (!n->leaving && n->cb)
     n->cb(n->ud, n, ev);
+  n->event_text = NULL;
+}
+
+/* Reports the secure-channel failures queued by secure_failed, oldest
+ * first; a callback may queue more. */
+static void deliver_link_errors(pm_io_node *n) {
+  while (n->nerrors) {
+    link_error e = n->errors[0];
+    n->nerrors--;
+    memmove(&n->errors[0], &n->errors[1], n->nerrors * sizeof n->errors[0]);
+    e.ev.addr = e.addr;
+    n->event_text = e.text;
+    if (!n->leaving && n->cb)
+      n->cb(n->ud, n, &e.ev);
+    n->event_text = NULL;
+  }
 }
 
 static void pump(pm_io_node *n) {
@@ -465,7 +735,7 @@ static void pump(pm_io_node *n) {
       switch (o.kind) {
       case PM_OUT_SEND:
         if ((l = link_by_id(n, o.link_id)))
-          link_write(n, l, o.data, o.len);
+          link_send(n, l, o.data, o.len);
         break;
       case PM_OUT_CLOSE:
         if ((l = link_by_id(n, o.link_id)))
@@ -484,6 +754,7 @@ static void pump(pm_io_node *n) {
     pm_event ev;
     while (pm_node_next_event(n->core, &ev))
       handle_event(n, &ev);
+    deliver_link_errors(n);
   } while (n->pump_again);
   n->pumping = 0;
   arm_timer(n);
@@ -570,6 +841,8 @@ int pm_io_node_join(pm_host *host, const pm_join_options *o, pm_io_event_cb cb,
   n->host = host;
   n->cb = cb;
   n->ud = ud;
+  pm_buf_init(&n->net, NULL);
+  pm_buf_init(&n->plain, NULL);
   snprintf(n->mesh, sizeof n->mesh, "%s", o->mesh);
   memcpy(n->id, ident->public_key, PM_NODE_ID_LEN);
   pm_host_node_attach(host);
@@ -598,6 +871,18 @@ int pm_io_node_join(pm_host *host, const pm_join_options *o, pm_io_event_cb cb,
              o->mesh);
     goto fail;
   }
+
+  /* The link keys (the mesh name is valid now). */
+  if (o->psk) {
+    memcpy(n->psk, o->psk, PM_PSK_LEN);
+    n->password = 1;
+  } else if ((rc = pm_host_mesh_psk(host, n->mesh, n->psk, &n->password))) {
+    snprintf(err, errlen, "cannot derive the link key of mesh '%s': %s",
+             n->mesh, pm_strerror(rc));
+    goto fail;
+  }
+  pm_mesh_tag(n->mesh, n->mesh_tag);
+  memcpy(n->sk, ident->secret_key, sizeof n->sk);
 
   for (size_t i = 0; i < o->npeers; i++) {
     rc = pm_node_add_peer(n->core, now_ms(n), o->peers[i], NULL, 1);
@@ -697,6 +982,10 @@ void pm_io_node_leave(pm_io_node *n) {
 void pm_io_node_set_filter(pm_io_node *n, pm_filter_fn fn, void *ud) {
   if (n->core)
     pm_node_set_filter(n->core, fn, ud);
+}
+
+const char *pm_io_node_event_text(const pm_io_node *n) {
+  return n->event_text;
 }
 
 const uint8_t *pm_io_node_id(const pm_io_node *n) {

@@ -1,6 +1,7 @@
 /* peermesh: the command-line entry point. */
 #include <limits.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "host.h"
 #include "identity.h"
 #include "lua_host.h"
+#include "password.h"
 #include "paths.h"
 #include "server.h"
 
@@ -109,20 +111,61 @@ static int cmd_resolver(const pm_cli *cli) {
   return 0;
 }
 
+/* Loads the password of the command line's mesh (password.h) and derives
+ * its link PSK into locked memory (*psk; NULL for an open mesh). The
+ * password lives only in locked memory and is wiped before returning; it
+ * is never printed. Returns 0 or the exit code. */
+static int mesh_psk(const pm_cli *cli, uint8_t **psk) {
+  *psk = NULL;
+  const char *mesh = cli->mesh ? cli->mesh : "lobby";
+  char err[512];
+  char *pw = sodium_malloc(PM_PASSWORD_MAX + 1);
+  if (!pw) {
+    fprintf(stderr, "peermesh: out of memory\n");
+    return 1;
+  }
+  size_t len = 0;
+  pm_password_source src = {cli->password_file, cli->ask_password, mesh};
+  int rc =
+      pm_password_load(&src, pw, PM_PASSWORD_MAX + 1, &len, err, sizeof err);
+  /* Scripts' child processes must not inherit it, whatever happened. */
+  pm_password_forget_env();
+  if (rc == PM_PASSWORD_NONE) {
+    sodium_free(pw);
+    return 0;
+  }
+  if (rc < 0) {
+    sodium_free(pw);
+    fprintf(stderr, "peermesh: %s; not joining '%s'\n", err, mesh);
+    return 1;
+  }
+  *psk = sodium_malloc(PM_PSK_LEN);
+  rc = *psk ? pm_psk_derive(mesh, pw, len, *psk) : PM_ERR_NOMEM;
+  sodium_free(pw); /* wipes */
+  if (rc) {
+    fprintf(stderr,
+            "peermesh: cannot derive the key of mesh '%s' from its "
+            "password: %s\n",
+            mesh, pm_strerror(rc));
+    sodium_free(*psk);
+    *psk = NULL;
+    return 1;
+  }
+  return 0;
+}
+
 static int cmd_script(const pm_cli *cli) {
   char dir[4096], err[512], sdir[PATH_MAX], lib[PATH_MAX + 8],
       chat[PATH_MAX + 16];
   if (data_dir(cli, dir, sizeof dir))
     return 1;
-  /* Links are not encrypted yet, so a password could protect nothing:
-   * refuse rather than join the open mesh of that name. */
-  if (cli->password_file || cli->ask_password || getenv("PEERMESH_PASSWORD")) {
-    fprintf(stderr,
-            "peermesh: password meshes need encrypted links, which "
-            "this build does not have yet; not joining '%s'\n",
-            cli->mesh);
-    return 2;
-  }
+  /* The mesh password, when there is one, becomes the link PSK now, before
+   * the loop and the script start; the password is wiped at once and
+   * PEERMESH_PASSWORD leaves the environment. */
+  uint8_t *psk = NULL;
+  int rc = mesh_psk(cli, &psk);
+  if (rc)
+    return rc;
   scripts_dir(sdir, sizeof sdir);
   snprintf(lib, sizeof lib, "%s/lib", sdir);
   const char *script = cli->script;
@@ -143,10 +186,12 @@ static int cmd_script(const pm_cli *cli) {
   ho.nresolvers = cli->nresolvers;
   ho.resolver_none = cli->resolver_none;
   ho.verbose = cli->verbose;
+  ho.psk = psk;
   pm_host *host;
   if (pm_host_new(&loop, &ho, &host, err, sizeof err) != 0) {
     fprintf(stderr, "peermesh: %s\n", err);
     uv_loop_close(&loop);
+    sodium_free(psk);
     return 1;
   }
   pm_lua_options lo = {cli->nick};
@@ -156,12 +201,17 @@ static int cmd_script(const pm_cli *cli) {
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0 && cli->verbose)
     fprintf(stderr, "peermesh: some handles were still open at exit\n");
+  sodium_free(psk); /* wipes */
   return code;
 }
 
 int main(int argc, char **argv) {
   signal(SIGPIPE,
          SIG_IGN); /* a peer closing mid-write is an EPIPE, not death */
+  if (sodium_init() < 0) {
+    fprintf(stderr, "peermesh: libsodium failed to start\n");
+    return 1;
+  }
   pm_cli cli;
   char err[512];
   if (pm_cli_parse(argc, argv, &cli, err, sizeof err) != 0) {
