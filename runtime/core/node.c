@@ -1000,8 +1000,10 @@ static void maintain(pm_node *n, uint64_t now) {
   if (n->left)
     return;
   unsigned have = count_state(n, LINK_CONNECTED);
-  if (have > n->ideal_n && now >= n->next_prune)
+  if (have > n->ideal_n && now >= n->next_prune) {
     prune(n, now);
+    have = count_state(n, LINK_CONNECTED);
+  }
   if (have >= n->min_n && have < n->max_n && now >= n->next_explore)
     explore(n, now);
   have = count_state(n, LINK_CONNECTED);
@@ -1197,7 +1199,7 @@ int pm_node_link_open(pm_node *n, uint64_t now, int outbound,
 int pm_node_link_recv(pm_node *n, uint64_t now, uint32_t link_id,
                       const uint8_t *data, size_t len) {
   link *l = find_link(n, link_id);
-  if (!l || l->state == LINK_CLOSED)
+  if (!l || l->state == LINK_CLOSED || len == 0)
     return 0;
   l->last_recv = now;
   pm_buf_put(&l->in, data, len);
