@@ -56,3 +56,25 @@ check-format:
 
 clean:
 	rm -rf $(BUILD)
+
+# Fuzzing (tests/fuzz/README.md): builds the libFuzzer targets with clang
+# (libclang-rt-dev holds libFuzzer and the sanitizer runtimes) in
+# $(FUZZ_BUILD) and runs each for FUZZ_SECONDS. New inputs go to
+# $(FUZZ_BUILD)/corpus, crashes to $(FUZZ_BUILD)/crash-*; the committed
+# corpus in tests/fuzz/corpus is only read.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := frame node resolver
+.PHONY: fuzz
+fuzz: deps
+	@./tests/ensure-deps.sh clang libclang-rt-dev
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DPM_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS)) -- --no-print-directory
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t && \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s" && \
+	  ./$(FUZZ_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/ \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
