@@ -86,6 +86,7 @@ int pm_msg_write_flood(pm_buf *b, const pm_msg_flood *m) {
   pm_buf_str8(b, m->action, m->action_len);
   pm_buf_u32(b, (uint32_t)m->body_len);
   pm_buf_put(b, m->body, m->body_len);
+  pm_buf_put(b, m->sig, PM_SIG_BYTES);
   return pm_frame_end(b, start);
 }
 
@@ -103,6 +104,7 @@ int pm_msg_read_flood(const pm_frame *f, pm_msg_flood *m) {
   uint32_t blen = pm_read_u32(&r);
   m->body = pm_read_view(&r, blen);
   m->body_len = m->body ? blen : 0;
+  pm_read_bytes(&r, m->sig, PM_SIG_BYTES);
   int rc = pm_reader_finish(&r);
   if (rc)
     return rc;
@@ -160,12 +162,15 @@ static void hash_u64(crypto_generichash_state *st, uint64_t v) {
 
 void pm_msg_flood_id(const pm_msg_flood *m, uint8_t out[PM_MSG_ID_LEN]) {
   crypto_generichash_state st;
-  static const char domain[] = "peermesh flood v1";
+  static const char domain[] = "peermesh flood v2";
   crypto_generichash_init(&st, NULL, 0, PM_MSG_ID_LEN);
   crypto_generichash_update(&st, (const uint8_t *)domain, sizeof domain - 1);
   crypto_generichash_update(&st, m->origin, PM_NODE_ID_LEN);
   hash_u64(&st, m->seq);
   hash_u64(&st, m->time_ms);
+  uint8_t flag = m->has_hop_limit ? 1 : 0;
+  crypto_generichash_update(&st, &flag, 1);
+  hash_u64(&st, m->has_hop_limit ? m->hop_limit : 0);
   hash_u64(&st, m->action_len);
   crypto_generichash_update(&st, (const uint8_t *)m->action, m->action_len);
   hash_u64(&st, m->body_len);
@@ -193,4 +198,23 @@ int pm_msg_read_ids(const pm_frame *f, const uint8_t **ids, size_t *count) {
   if (rc)
     return rc;
   return (n == 0 || n > PM_MAX_IDS) ? PM_ERR_MALFORMED : 0;
+}
+
+static const char sign_domain[] = "peermesh message v1";
+
+void pm_msg_sign_id(const uint8_t id[PM_MSG_ID_LEN], const uint8_t *secret_key,
+                    uint8_t sig[PM_SIG_BYTES]) {
+  uint8_t buf[sizeof sign_domain - 1 + PM_MSG_ID_LEN];
+  memcpy(buf, sign_domain, sizeof sign_domain - 1);
+  memcpy(buf + sizeof sign_domain - 1, id, PM_MSG_ID_LEN);
+  crypto_sign_detached(sig, NULL, buf, sizeof buf, secret_key);
+}
+
+int pm_msg_verify_id(const uint8_t id[PM_MSG_ID_LEN],
+                     const uint8_t author[PM_NODE_ID_LEN],
+                     const uint8_t sig[PM_SIG_BYTES]) {
+  uint8_t buf[sizeof sign_domain - 1 + PM_MSG_ID_LEN];
+  memcpy(buf, sign_domain, sizeof sign_domain - 1);
+  memcpy(buf + sizeof sign_domain - 1, id, PM_MSG_ID_LEN);
+  return crypto_sign_verify_detached(sig, buf, sizeof buf, author) == 0;
 }

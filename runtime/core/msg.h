@@ -38,18 +38,23 @@ typedef struct pm_msg_referrals {
   pm_msg_referral items[PM_MAX_REFERRALS];
 } pm_msg_referrals;
 
+/* A flooded message. Everything but `hops` is the author's and signed:
+ * `id` is the hash of the signed content (pm_msg_flood_id) and `sig` the
+ * author's Ed25519 signature of it (pm_msg_flood_sign). */
 typedef struct pm_msg_flood {
   uint8_t id[PM_MSG_ID_LEN];
-  uint8_t origin[PM_NODE_ID_LEN];
-  uint64_t seq;
+  uint8_t origin[PM_NODE_ID_LEN]; /* the author's Ed25519 public key */
+  uint64_t seq;                   /* per author, increasing */
   uint64_t time_ms;
   uint8_t has_hop_limit;
-  uint32_t hop_limit; /* hops this copy may still travel */
-  uint16_t hops;      /* hops travelled so far */
+  uint32_t hop_limit; /* the author's limit: nodes this many hops away and
+                         nearer receive it */
+  uint16_t hops;      /* hops travelled before the receiver (not signed) */
   const char *action;
   size_t action_len;
   const uint8_t *body;
   size_t body_len;
+  uint8_t sig[PM_SIG_BYTES];
 } pm_msg_flood;
 
 int pm_msg_write_hello(pm_buf *b, const pm_msg_hello *m) PM_MUST_CHECK;
@@ -81,9 +86,18 @@ int pm_msg_read_sync(const pm_frame *f, uint32_t *window_ms) PM_MUST_CHECK;
 int pm_msg_write_tree(pm_buf *b, const pm_tree_adv *a) PM_MUST_CHECK;
 int pm_msg_read_tree(const pm_frame *f, pm_tree_adv *a) PM_MUST_CHECK;
 
-/* The message ID: BLAKE2b-256 over the origin, sequence, time, action and
- * body, each length-prefixed as on the wire. The hop fields are excluded
- * because relays change them. */
+/* The message ID: BLAKE2b-256 over the signed content (docs/PROTOCOL.md,
+ * "Flooding"): origin, sequence, time, hop limit, action and body. `hops`
+ * is left out because relays change it. */
 void pm_msg_flood_id(const pm_msg_flood *m, uint8_t out[PM_MSG_ID_LEN]);
+
+/* The author's signature: Ed25519, by the 64-byte libsodium secret key, of
+ * "peermesh message v1" followed by the ID. */
+void pm_msg_sign_id(const uint8_t id[PM_MSG_ID_LEN], const uint8_t *secret_key,
+                    uint8_t sig[PM_SIG_BYTES]);
+/* 1 when `sig` is `author`'s signature of `id`. */
+int pm_msg_verify_id(const uint8_t id[PM_MSG_ID_LEN],
+                     const uint8_t author[PM_NODE_ID_LEN],
+                     const uint8_t sig[PM_SIG_BYTES]);
 
 #endif

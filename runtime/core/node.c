@@ -12,9 +12,11 @@
  * a breadth-first spanning tree rooted at the lowest node ID (tree.h); the
  * other links carry IHave announcements, and a node that hears of a message
  * but does not receive it soon asks for it with Graft. */
+#include <sodium.h>
 #include <string.h>
 
 #include "addr.h"
+#include "authors.h"
 #include "dedup.h"
 #include "frame.h"
 #include "missing.h"
@@ -41,8 +43,10 @@
 #define CACHE_BYTES (1024 * 1024) /* payloads kept to answer Graft */
 #define CACHE_TTL_MS 60000
 #define MISSING_CAPACITY 1024
-#define GRAFT_TIMEOUT_MS 500 /* wait this long for an announced message */
-#define UTILITY_MAX 4096     /* link usefulness, PeerChannel's scale */
+#define AUTHORS_CAPACITY 4096 /* authors whose replay windows are kept */
+#define INVALID_STRIKES 3     /* invalid messages before a link is closed */
+#define GRAFT_TIMEOUT_MS 500  /* wait this long for an announced message */
+#define UTILITY_MAX 4096      /* link usefulness, PeerChannel's scale */
 #define UTILITY_GAIN 128
 #define UTILITY_ACCURATE 32 /* samples before a link may be pruned */
 #define PRUNE_INTERVAL_MS 5000
@@ -79,9 +83,10 @@ typedef struct link {
   uint64_t opened_at;
   uint64_t last_recv;
   uint64_t last_send;
-  pm_tree_peer tp; /* the peer's tree advert */
-  int synced;      /* a Sync from the peer was answered */
-  int has_key;     /* the transport authenticated the peer as `key` */
+  pm_tree_peer tp;  /* the peer's tree advert */
+  int synced;       /* a Sync from the peer was answered */
+  unsigned strikes; /* invalid messages received */
+  int has_key;      /* the transport authenticated the peer as `key` */
   uint8_t key[PM_NODE_ID_LEN];
   pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
   pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
@@ -143,6 +148,9 @@ struct pm_node {
   size_t evq_head, evq_len, evq_cap;
   ev_item ev_current; /* the event last returned; owns its body */
 
+  uint8_t secret_key[PM_SECRET_KEY_BYTES];
+  pm_signer signer;
+  pm_authors *authors;
   pm_dedup *seen;
   pm_msgcache *cache;
   pm_missing *missing;
@@ -763,6 +771,16 @@ static int propagation(pm_node *n, const pm_msg_flood *m, int origination) {
   return n->filter(n->filter_ud, &ev, origination) & PM_PROPAGATE_BOTH;
 }
 
+/* A message that is not what its author wrote (altered, forged, or sent
+ * beyond its hop limit) is dropped and counted; a neighbour that keeps
+ * sending them is disconnected. */
+static int invalid_message(pm_node *n, link *l, uint64_t now, int err) {
+  if (++l->strikes >= INVALID_STRIKES)
+    return link_error(n, l, now, err); /* counts it */
+  n->stats.invalid++;
+  return 0;
+}
+
 static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
@@ -776,13 +794,26 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   uint8_t id[PM_MSG_ID_LEN];
   pm_msg_flood_id(&m, id);
   if (memcmp(id, m.id, PM_MSG_ID_LEN) != 0)
-    return link_error(n, l, now, PM_ERR_BAD_ID);
+    return invalid_message(n, l, now, PM_ERR_BAD_ID);
   if (memcmp(m.origin, n->id, PM_NODE_ID_LEN) == 0 ||
-      !pm_dedup_insert(n->seen, m.id, now)) {
+      pm_dedup_contains(n->seen, m.id, now)) {
     n->stats.duplicates++;
     rate_link(l, 0);
     return 0;
   }
+  /* The ID is the hash of the signed content, so one signature check
+   * covers everything but the hop count. */
+  uint32_t distance = (uint32_t)m.hops + 1;
+  if (m.has_hop_limit && distance > m.hop_limit)
+    return invalid_message(n, l, now, PM_ERR_AUTH);
+  if (!pm_authors_fresh(n->authors, m.origin, m.seq)) {
+    n->stats.replayed++; /* may be an honest relay's late copy: no strike */
+    return 0;
+  }
+  if (!n->signer.verify(n->signer.ud, m.origin, m.id, m.sig))
+    return invalid_message(n, l, now, PM_ERR_AUTH);
+  pm_dedup_insert(n->seen, m.id, now);
+  pm_authors_accept(n->authors, m.origin, m.seq);
   rate_link(l, 1);
   pm_missing_remove(n->missing, m.id);
   int how = propagation(n, &m, PM_ORIGIN_REMOTE);
@@ -790,11 +821,8 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     deliver(n, &m, 0);
   if (!(how & PM_PROPAGATE_REMOTE))
     return 0;
-  if (m.has_hop_limit) {
-    if (m.hop_limit == 0)
-      return 0; /* delivered here, travels no further */
-    m.hop_limit--;
-  }
+  if (m.has_hop_limit && distance >= m.hop_limit)
+    return 0; /* delivered here, travels no further */
   if (m.hops < UINT16_MAX)
     m.hops++;
   forward(n, now, l, &m);
@@ -1083,9 +1111,36 @@ static void request_missing(pm_node *n, uint64_t now) {
 /* ---- public API
  * -------------------------------------------------------------- */
 
+static void ed25519_sign(void *ud, const uint8_t author[PM_NODE_ID_LEN],
+                         const uint8_t id[PM_MSG_ID_LEN],
+                         uint8_t sig[PM_SIG_BYTES]) {
+  (void)author;
+  const pm_node *n = ud;
+  pm_msg_sign_id(id, n->secret_key, sig);
+}
+
+static int ed25519_verify(void *ud, const uint8_t author[PM_NODE_ID_LEN],
+                          const uint8_t id[PM_MSG_ID_LEN],
+                          const uint8_t sig[PM_SIG_BYTES]) {
+  (void)ud;
+  return pm_msg_verify_id(id, author, sig);
+}
+
+/* The secret key must be the node ID's: messages signed with another
+ * would be refused by every receiver. */
+static int key_matches(const pm_node_config *cfg) {
+  uint8_t pk[PM_NODE_ID_LEN];
+  return cfg->secret_key &&
+         crypto_sign_ed25519_sk_to_pk(pk, cfg->secret_key) == 0 &&
+         memcmp(pk, cfg->node_id, PM_NODE_ID_LEN) == 0;
+}
+
 int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   *out = NULL;
   if (!cfg || !cfg->mesh || !mesh_name_ok(cfg->mesh) || !cfg->random)
+    return PM_ERR_INVAL;
+  if (cfg->signer ? !cfg->signer->sign || !cfg->signer->verify
+                  : !key_matches(cfg))
     return PM_ERR_INVAL;
   unsigned mn = cfg->min_neighbors ? cfg->min_neighbors : DEFAULT_MIN;
   unsigned id = cfg->ideal_neighbors ? cfg->ideal_neighbors : DEFAULT_IDEAL;
@@ -1107,6 +1162,15 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   n->max_n = mx;
   n->random = cfg->random;
   n->random_ud = cfg->random_ud;
+  n->seq = cfg->first_seq ? cfg->first_seq - 1 : 0;
+  if (cfg->signer) {
+    n->signer = *cfg->signer;
+  } else {
+    memcpy(n->secret_key, cfg->secret_key, PM_SECRET_KEY_BYTES);
+    n->signer.sign = ed25519_sign;
+    n->signer.verify = ed25519_verify;
+    n->signer.ud = n;
+  }
   n->next_link_id = 1;
   pm_tree_init(&n->tree, n->id, BEACON_MS, ROOT_TIMEOUT_MS, 0);
   pm_buf_init(&n->scratch, a);
@@ -1115,7 +1179,8 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   n->cache = pm_msgcache_new(
       a, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES, CACHE_TTL_MS);
   n->missing = pm_missing_new(a, MISSING_CAPACITY);
-  if (!n->seen || !n->cache || !n->missing) {
+  n->authors = pm_authors_new(a, AUTHORS_CAPACITY);
+  if (!n->seen || !n->cache || !n->missing || !n->authors) {
     pm_node_free(n);
     return PM_ERR_NOMEM;
   }
@@ -1139,6 +1204,8 @@ void pm_node_free(pm_node *n) {
   pm_dedup_free(n->seen);
   pm_msgcache_free(n->cache);
   pm_missing_free(n->missing);
+  pm_authors_free(n->authors);
+  sodium_memzero(n->secret_key, sizeof n->secret_key);
   n->alloc->realloc(n->alloc->ud, n, 0);
 }
 
@@ -1319,7 +1386,10 @@ int pm_node_send(pm_node *n, uint64_t now, const pm_send *s,
   m.action_len = alen;
   m.body = s->body;
   m.body_len = s->body_len;
+  m.has_hop_limit = s->has_hop_limit ? 1 : 0;
+  m.hop_limit = s->has_hop_limit ? s->hop_limit : 0;
   pm_msg_flood_id(&m, m.id);
+  n->signer.sign(n->signer.ud, n->id, m.id, m.sig);
   pm_dedup_insert(n->seen, m.id, now);
   if (id_out)
     memcpy(id_out, m.id, PM_MSG_ID_LEN);
@@ -1328,12 +1398,8 @@ int pm_node_send(pm_node *n, uint64_t now, const pm_send *s,
     deliver(n, &m, 1);
   if (!(how & PM_PROPAGATE_REMOTE))
     return 0;
-  if (s->has_hop_limit) {
-    if (s->hop_limit == 0)
-      return 0; /* this node only */
-    m.has_hop_limit = 1;
-    m.hop_limit = s->hop_limit - 1; /* what the neighbours may still do */
-  }
+  if (m.has_hop_limit && m.hop_limit == 0)
+    return 0; /* this node only */
   forward(n, now, NULL, &m);
   finish(n, now);
   return 0;

@@ -862,6 +862,12 @@ int pm_io_node_join(pm_host *host, const pm_join_options *o, pm_io_event_cb cb,
   cfg.listen_port = n->port;
   cfg.send_queue_limit = LINK_QUEUE_LIMIT;
   cfg.random = random_cb;
+  cfg.secret_key = ident->secret_key;
+  /* Sequence numbers start at the wall clock in microseconds, above any
+   * earlier run's, so receivers' replay windows accept this run. */
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) == 0)
+    cfg.first_seq = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
   rc = pm_node_new(&cfg, &n->core);
   if (rc) {
     snprintf(err, errlen,

@@ -585,6 +585,43 @@ def test_lua_password_file_and_link_error(ctx):
     ctx.check_stderr_clean([bot, alice, mallory])
 
 
+# --------------------------------------------------------------------------
+# e. signed messages
+
+
+def test_replayed_altered_and_forged_messages_not_shown(ctx):
+    """A member replays bob's message to alice, alters it, and writes under
+    bob's node ID with its own key: alice shows none of it, yet shows the
+    member's own honest message, which took the same link."""
+    hostile = h.env_path("PEERMESH_HOSTILE")
+    pa, pb = h.free_ports(2)
+    da, db = ctx.tmpdir("alice"), ctx.tmpdir("bob")
+    alice = ctx.chat("alice", da, NO_RESOLVER + ["--listen", addr(pa)])
+    bob = ctx.chat("bob", db, NO_RESOLVER + [
+        "--peer", addr(pa), "--listen", addr(pb)])
+    h.wait_online(ctx, [alice, bob])
+    mallory = ctx.spawn("mallory", ["lobby", addr(pa), addr(pb)],
+                        bin=hostile)
+    mallory.wait_out("ready")
+
+    line = "bob-says %s" % secrets.token_hex(3)
+    bob.send(line)
+    alice.wait_out("<bob> %s" % line)
+    mallory.wait_out("sent")
+    alice.wait_out("<mallory> legit-from-mallory")
+
+    quit_all(ctx, [alice, bob])
+    mallory.close_stdin()
+    ctx.expect_exits([mallory])
+    shown = alice.stdout_lines()
+    ctx.check(sum(1 for l in shown if line in l) == 1,
+              "alice showed bob's line %d times" %
+              sum(1 for l in shown if line in l))
+    for bad in ("altered", "forged-by-mallory"):
+        ctx.check(not any(bad in l for l in shown),
+                  "alice showed the %s message" % bad)
+
+
 if __name__ == "__main__":
     h.main([test_password_mesh_refuses_wrong_password,
             test_open_node_and_password_mesh, test_other_mesh_is_refused,
@@ -592,4 +629,5 @@ if __name__ == "__main__":
             test_tampered_record_closes_the_link_only,
             test_huge_record_header_closes_the_link,
             test_version_2_peer_is_refused,
-            test_lua_password_file_and_link_error])
+            test_lua_password_file_and_link_error,
+            test_replayed_altered_and_forged_messages_not_shown])

@@ -47,6 +47,7 @@
 #include "frame.h"
 #include "msg.h"
 #include "peermesh/node.h"
+#include "test_signer.h"
 #include "tree.h"
 #include "wire.h"
 
@@ -356,15 +357,19 @@ static void advance(harness *h, uint64_t to) {
     h->now = to;
 }
 
-/* Gives every whole, decodable Flood frame in `s` its right ID. */
+/* Gives every whole, decodable Flood frame in `s` its right ID and its
+ * author's (test) signature, so that mutated floods get past both. */
 static void fix_flood_ids(uint8_t *s, size_t len) {
   size_t off = 0;
   pm_frame f;
   size_t used;
   while (off < len && pm_frame_parse(s + off, len - off, &f, &used) == 1) {
     pm_msg_flood m;
-    if (f.type == PM_FRAME_FLOOD && pm_msg_read_flood(&f, &m) == 0)
-      pm_msg_flood_id(&m, s + off + PM_FRAME_HEADER);
+    if (f.type == PM_FRAME_FLOOD && pm_msg_read_flood(&f, &m) == 0) {
+      uint8_t *payload = s + off + PM_FRAME_HEADER;
+      pm_msg_flood_id(&m, payload);
+      pm_test_signature(m.origin, payload, payload + f.len - PM_SIG_BYTES);
+    }
     off += used;
   }
 }
@@ -448,6 +453,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cfg.listen_port = 4000;
   cfg.random = xorshift;
   cfg.random_ud = &h->rng;
+  static const pm_signer signer = {pm_test_sign, pm_test_verify, NULL};
+  cfg.signer = &signer;
   cfg.alloc = &h->alloc.a;
   if (flags & FLAG_QUEUE_LIMIT)
     cfg.send_queue_limit = 2048;

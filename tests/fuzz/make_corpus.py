@@ -85,24 +85,33 @@ def referrals(ftype, reason, items):
     return frame(ftype, body)
 
 
-def flood_id(origin, seq, time_ms, action, body):
+def flood_id(origin, seq, time_ms, action, body, hop_limit=None):
     h = hashlib.blake2b(digest_size=32)
-    h.update(b"peermesh flood v1" + origin + u64(seq) + u64(time_ms) +
+    h.update(b"peermesh flood v2" + origin + u64(seq) + u64(time_ms) +
+             u8(0 if hop_limit is None else 1) +
+             u64(0 if hop_limit is None else hop_limit) +
              u64(len(action)) + action + u64(len(body)) + body)
     return h.digest()
+
+
+def test_signature(author, msg_id):
+    """The stand-in signer of tests/unit/test_signer.h."""
+    return hashlib.blake2b(author + msg_id, key=b"pm test signer\0\0",
+                           digest_size=64).digest()
 
 
 def flood_payload(origin=AUTHOR_ID, seq=1, time_ms=OWN_TIME, action=b"Chat",
                   body=b'{"member":"ann","text":"hi"}', hop_limit=None,
                   hops=0, msg_id=None, flags=None, hop_field=None):
     if msg_id is None:
-        msg_id = flood_id(origin, seq, time_ms, action, body)
+        msg_id = flood_id(origin, seq, time_ms, action, body, hop_limit)
     if flags is None:
         flags = 0 if hop_limit is None else 1
     if hop_field is None:
         hop_field = 0 if hop_limit is None else hop_limit
     return (msg_id + origin + u64(seq) + u64(time_ms) + u8(flags) +
-            u32(hop_field) + u16(hops) + str8(action) + u32(len(body)) + body)
+            u32(hop_field) + u16(hops) + str8(action) + u32(len(body)) + body +
+            test_signature(origin, msg_id))
 
 
 def flood(**kw):

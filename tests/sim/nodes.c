@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sim.h"
+#include "test_signer.h"
 
 static uint64_t node_random(void *ud) {
   return sim_splitmix((uint64_t *)ud);
@@ -231,6 +232,12 @@ uint32_t sim_node_start(sim *s, uint32_t h, int restart) {
   cfg.send_queue_limit = s->o->send_queue_limit;
   cfg.random = node_random;
   cfg.random_ud = &nd->rng;
+  /* Made-up IDs, not Ed25519 keys: messages carry the test signer's MACs,
+   * which still tie each to its author (tests/unit/test_signer.h). */
+  static const pm_signer signer = {pm_test_sign, pm_test_verify, NULL};
+  cfg.signer = &signer;
+  /* A restarted node counts on from above its earlier incarnation. */
+  cfg.first_seq = s->now * 1000 + 1;
   int rc = pm_node_new(&cfg, &nd->core);
   if (rc) {
     fprintf(stderr, "peermesh-sim: pm_node_new: %s\n", pm_strerror(rc));

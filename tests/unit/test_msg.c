@@ -2,6 +2,8 @@
  * decoder's refusals (referral limits, bad addresses, trailing and missing
  * bytes, unknown flags), plus what the flood ID does and does not cover. */
 #include "msg.h"
+#include <sodium.h>
+
 #include "test.h"
 
 /* Cuts the single frame in `b` and checks its type. */
@@ -346,6 +348,7 @@ static pm_msg_flood sample_flood(void) {
   m.body = (const uint8_t *)"{\"text\":\"hi\"}";
   m.body_len = 13;
   pm_msg_flood_id(&m, m.id);
+  memset(m.sig, 0x5A, sizeof m.sig);
   return m;
 }
 
@@ -370,6 +373,7 @@ static void test_flood_round_trip(void) {
     CHECK_MEM(g.action, "Chat", 4);
     CHECK_INT(g.body_len, 13);
     CHECK_MEM(g.body, m.body, 13);
+    CHECK_MEM(g.sig, m.sig, PM_SIG_BYTES);
     uint8_t id[PM_MSG_ID_LEN];
     pm_msg_flood_id(&g, id);
     CHECK_MEM(id, m.id, PM_MSG_ID_LEN);
@@ -576,19 +580,26 @@ static void test_flood_id_coverage(void) {
   pm_msg_flood_id(&p, pid);
   CHECK(!same_id(&q, pid));
 
-  /* Hop fields and the carried ID do not take part. */
+  /* The author's hop limit is signed content... */
+  m = base;
+  m.hop_limit = 0;
+  CHECK(!same_id(&m, id));
+  m = base;
+  m.has_hop_limit = 0;
+  m.hop_limit = 0;
+  CHECK(!same_id(&m, id));
+  m = base;
+  m.hop_limit = UINT32_MAX;
+  CHECK(!same_id(&m, id));
+  /* ...the hop count, which relays change, the signature and the carried
+   * ID are not. */
   m = base;
   m.hops = 0;
   CHECK(same_id(&m, id));
   m.hops = UINT16_MAX;
   CHECK(same_id(&m, id));
   m = base;
-  m.hop_limit = 0;
-  CHECK(same_id(&m, id));
-  m.has_hop_limit = 0;
-  CHECK(same_id(&m, id));
-  m = base;
-  m.hop_limit = UINT32_MAX;
+  memset(m.sig, 0xAB, sizeof m.sig);
   CHECK(same_id(&m, id));
   m = base;
   memset(m.id, 0, sizeof m.id);
@@ -603,7 +614,32 @@ static void test_flood_id_coverage(void) {
   CHECK(same_id(&m, id));
 }
 
-TEST_MAIN(TEST_CASE(test_hello_round_trip),
+static void test_sign_and_verify(void) {
+  uint8_t pk[PM_NODE_ID_LEN], sk[64], other_pk[PM_NODE_ID_LEN], other_sk[64];
+  uint8_t seed[32];
+  memset(seed, 1, sizeof seed);
+  crypto_sign_seed_keypair(pk, sk, seed);
+  memset(seed, 2, sizeof seed);
+  crypto_sign_seed_keypair(other_pk, other_sk, seed);
+  pm_msg_flood m = sample_flood();
+  uint8_t sig[PM_SIG_BYTES];
+  pm_msg_sign_id(m.id, sk, sig);
+  CHECK(pm_msg_verify_id(m.id, pk, sig));
+  CHECK(!pm_msg_verify_id(m.id, other_pk, sig)); /* another author */
+  uint8_t id[PM_MSG_ID_LEN];
+  memcpy(id, m.id, sizeof id);
+  id[31] ^= 1;
+  CHECK(!pm_msg_verify_id(id, pk, sig)); /* other content */
+  sig[0] ^= 1;
+  CHECK(!pm_msg_verify_id(m.id, pk, sig));
+  /* The signature is over a domain string and the ID, not the bare ID:
+   * a key used elsewhere for raw 32-byte signatures cannot be reused. */
+  uint8_t bare[PM_SIG_BYTES];
+  crypto_sign_detached(bare, NULL, m.id, PM_MSG_ID_LEN, sk);
+  CHECK(!pm_msg_verify_id(m.id, pk, bare));
+}
+
+TEST_MAIN(TEST_CASE(test_hello_round_trip), TEST_CASE(test_sign_and_verify),
           TEST_CASE(test_hello_write_rejects_bad_names),
           TEST_CASE(test_hello_golden), TEST_CASE(test_hello_rejects),
           TEST_CASE(test_referrals_round_trip),

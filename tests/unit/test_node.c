@@ -14,6 +14,7 @@
 #include "msg.h"
 #include "peermesh/node.h"
 #include "test.h"
+#include "test_signer.h"
 
 #define MAX_NODES 6
 #define MAX_PAIRS 256
@@ -103,6 +104,7 @@ typedef struct world {
   unsigned stuck; /* deadline still <= now after handle_timeout(now) */
   uint64_t stuck_at;
   int stuck_node;
+  int real_keys; /* world_add: Ed25519 keys, the core's own signer */
 } world;
 
 static uint64_t xorshift_random(void *ud) {
@@ -161,6 +163,16 @@ static int world_add(world *w, const char *mesh, uint8_t id_byte,
   cfg.send_queue_limit = w->queue_limit;
   cfg.random = xorshift_random;
   cfg.random_ud = &n->rng;
+  pm_signer signer = {pm_test_sign, pm_test_verify, NULL};
+  uint8_t seed[crypto_sign_SEEDBYTES], sk[crypto_sign_SECRETKEYBYTES];
+  if (w->real_keys) {
+    memset(seed, id_byte, sizeof seed);
+    crypto_sign_seed_keypair(n->id, sk, seed);
+    memcpy(cfg.node_id, n->id, PM_NODE_ID_LEN);
+    cfg.secret_key = sk;
+  } else {
+    cfg.signer = &signer;
+  }
   int rc = pm_node_new(&cfg, &n->node);
   CHECK_INT(rc, 0);
   if (rc)
@@ -635,6 +647,7 @@ static void make_flood(pm_buf *b, uint8_t origin_byte, uint64_t seq,
   m.body = (const uint8_t *)body;
   m.body_len = strlen(body);
   pm_msg_flood_id(&m, m.id);
+  pm_test_signature(m.origin, m.id, m.sig);
   CHECK_INT(pm_msg_write_flood(b, &m), 0);
 }
 
@@ -659,6 +672,8 @@ static void test_config_validation(void) {
   cfg.mesh = "lobby";
   cfg.random = xorshift_random;
   cfg.random_ud = &rng;
+  pm_signer signer = {pm_test_sign, pm_test_verify, NULL};
+  cfg.signer = &signer;
   pm_node *n = NULL;
   CHECK_INT(pm_node_new(&cfg, &n), 0);
   CHECK_STR(pm_node_mesh(n), "lobby");
@@ -914,6 +929,7 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   mf.body = (const uint8_t *)"m";
   mf.body_len = 1;
   pm_msg_flood_id(&mf, mf.id);
+  pm_test_signature(mf.origin, mf.id, mf.sig);
   CHECK_MEM(mf.id, id, PM_MSG_ID_LEN);
   CHECK_INT(pm_msg_write_flood(&b, &mf), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
@@ -1222,48 +1238,128 @@ static void test_huge_header_byte_by_byte(void) {
   world_free(w);
 }
 
-static void test_flood_with_bad_id(void) {
-  world *w = two_connected();
-  size_t r = raw_neighbor(w, 0, 0x77);
-  uint32_t lid = w->p[r].la;
+/* A Flood from the raw peer 0x77, authored by `origin`, signed as
+ * `signer` (0: unsigned), with its body changed after signing when
+ * `alter` is set. */
+static void odd_flood(pm_buf *b, uint8_t origin, uint8_t signer, uint64_t seq,
+                      int alter) {
   pm_msg_flood m;
   memset(&m, 0, sizeof m);
-  memset(m.origin, 0x77, PM_NODE_ID_LEN);
-  m.seq = 1;
+  memset(m.origin, origin, PM_NODE_ID_LEN);
+  m.seq = seq;
   m.time_ms = 5;
   m.action = "Chat";
   m.action_len = 4;
   m.body = (const uint8_t *)"forged";
   m.body_len = 6;
   pm_msg_flood_id(&m, m.id);
-  m.body = (const uint8_t *)"FORGED"; /* content no longer matches the ID */
+  if (signer) {
+    uint8_t as[PM_NODE_ID_LEN];
+    memset(as, signer, sizeof as);
+    pm_test_signature(as, m.id, m.sig);
+  }
+  if (alter)
+    m.body = (const uint8_t *)"FORGED"; /* content no longer matches */
+  CHECK_INT(pm_msg_write_flood(b, &m), 0);
+}
+
+static void test_invalid_messages_dropped_then_link_closed(void) {
+  world *w = two_connected();
+  size_t r = raw_neighbor(w, 0, 0x77);
+  uint32_t lid = w->p[r].la;
   pm_buf b;
   pm_buf_init(&b, NULL);
-  CHECK_INT(pm_msg_write_flood(&b, &m), 0);
-  CHECK_INT(raw_send_buf(w, r, &b), PM_ERR_BAD_ID);
-  const rec_event *e = first_ev(w, 0, PM_EV_LINK_ERROR);
-  CHECK(e != NULL);
-  if (e) {
-    CHECK_INT(e->error, PM_ERR_BAD_ID);
-    CHECK_INT(e->link_id, lid);
-    uint8_t want[PM_NODE_ID_LEN];
-    memset(want, 0x77, sizeof want);
-    CHECK_MEM(e->peer, want, PM_NODE_ID_LEN);
-  }
+  /* Altered after signing; signed by a key other than its author's;
+   * unsigned. Each is dropped and counted, never delivered or relayed. */
+  odd_flood(&b, 0x77, 0x77, 1, 1);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  odd_flood(&b, 0x55, 0x77, 2, 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(stats(w, 0).invalid, 2);
+  CHECK(w->p[r].open);
   CHECK_INT(count_ev(w, 0, PM_EV_MESSAGE), 0);
   CHECK_INT(count_ev(w, 1, PM_EV_MESSAGE), 0);
   CHECK_INT(count_frames(w, 0, 1, PM_FRAME_FLOOD), 0);
-  CHECK_INT(stats(w, 0).invalid, 1);
+  /* The third closes the link: it keeps sending what nobody wrote. */
+  odd_flood(&b, 0x77, 0, 3, 0);
+  CHECK_INT(raw_send_buf(w, r, &b), PM_ERR_AUTH);
+  CHECK_INT(stats(w, 0).invalid, 3);
   CHECK_INT(stats(w, 0).delivered, 0);
+  const rec_event *e = first_ev(w, 0, PM_EV_LINK_ERROR);
+  CHECK(e != NULL);
+  if (e) {
+    CHECK_INT(e->error, PM_ERR_AUTH);
+    CHECK_INT(e->link_id, lid);
+  }
   CHECK(!w->p[r].open);
-  /* The raw neighbour went down; B did not. */
   const rec_event *down = first_ev(w, 0, PM_EV_NEIGHBOR_DOWN);
   CHECK(down != NULL);
   if (down)
     CHECK_INT(down->reason, PM_CLOSE_PROTOCOL_ERROR);
+  /* B did not go, and still speaks. */
   CHECK_INT(stats(w, 0).neighbors, 1);
   CHECK_INT(send_msg(w, 1, "Chat", "fine", 0, 0, NULL), 0);
   CHECK_INT(count_msgs(w, 0, "Chat"), 1);
+  pm_buf_free(&b);
+  world_free(w);
+}
+
+static void test_ed25519_signatures(void) {
+  world *w = world_new(1000);
+  w->real_keys = 1;
+  world_add(w, "lobby", 0x11, 0, 0, 0);
+  world_add(w, "lobby", 0x22, 0, 0, 0);
+  CHECK_INT(connect_to(w, 0, 1), 0);
+  CHECK_INT(send_msg(w, 0, "Chat", "signed", 0, 0, NULL), 0);
+  CHECK_INT(count_msgs(w, 1, "Chat"), 1);
+  CHECK_INT(stats(w, 1).invalid, 0);
+  /* A secret key that is not the node ID's is refused at creation. */
+  pm_node_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  uint64_t rng = 1;
+  uint8_t sk[crypto_sign_SECRETKEYBYTES];
+  crypto_sign_keypair(cfg.node_id, sk);
+  cfg.mesh = "lobby";
+  cfg.random = xorshift_random;
+  cfg.random_ud = &rng;
+  cfg.secret_key = sk;
+  pm_node *n = NULL;
+  CHECK_INT(pm_node_new(&cfg, &n), 0);
+  pm_node_free(n);
+  cfg.node_id[0] ^= 1;
+  CHECK_INT(pm_node_new(&cfg, &n), PM_ERR_INVAL);
+  cfg.secret_key = NULL;
+  CHECK_INT(pm_node_new(&cfg, &n), PM_ERR_INVAL);
+  world_free(w);
+}
+
+static void test_replays_refused_after_dedup_forgets(void) {
+  world *w = two_connected();
+  size_t r = raw_neighbor(w, 0, 0x77);
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  for (uint64_t seq = 1; seq <= 3; seq++) {
+    make_flood(&b, 0x77, seq, "Chat", "hi", 0);
+    CHECK_INT(raw_send_buf(w, r, &b), 0);
+  }
+  CHECK_INT(count_msgs(w, 0, "Chat"), 3);
+  /* Ten minutes on, the duplicate cache has forgotten them; the author's
+   * replay window has not. Keep the link alive meanwhile. */
+  for (int i = 0; i < 20; i++) {
+    run_until(w, w->now + 30000);
+    CHECK_INT(
+        raw_send(w, r, (const uint8_t[]){1, PM_FRAME_PING, 0, 0, 0, 0}, 6), 0);
+  }
+  make_flood(&b, 0x77, 2, "Chat", "hi", 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(count_msgs(w, 0, "Chat"), 3);
+  CHECK_INT(stats(w, 0).replayed, 1);
+  CHECK_INT(stats(w, 0).invalid, 0);
+  CHECK(w->p[r].open); /* a late copy may come from an honest relay */
+  /* The author's next message is welcome. */
+  make_flood(&b, 0x77, 4, "Chat", "hi", 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(count_msgs(w, 0, "Chat"), 4);
   pm_buf_free(&b);
   world_free(w);
 }
@@ -1982,35 +2078,40 @@ static void test_slow_neighbour_dropped_never_the_last(void) {
   world_free(w);
 }
 
-TEST_MAIN(
-    TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
-    TEST_CASE(test_three_node_mesh_delivers_once), TEST_CASE(test_hop_limits),
-    TEST_CASE(test_duplicate_floods_counted_not_delivered),
-    TEST_CASE(test_busy_node_refuses_with_referrals),
-    TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
-    TEST_CASE(test_simultaneous_dial_smaller_id_first),
-    TEST_CASE(test_simultaneous_dial_larger_id_first),
-    TEST_CASE(test_simultaneous_dial_late_hello),
-    TEST_CASE(test_second_link_same_direction),
-    TEST_CASE(test_bad_input_closes_only_that_link),
-    TEST_CASE(test_huge_header_byte_by_byte), TEST_CASE(test_flood_with_bad_id),
-    TEST_CASE(test_leave), TEST_CASE(test_leave_refers_every_neighbor),
-    TEST_CASE(test_add_peer_after_leave_fails_closed),
-    TEST_CASE(test_idle_link_pinged_then_closed),
-    TEST_CASE(test_talking_link_stays_up), TEST_CASE(test_handshake_timeout),
-    TEST_CASE(test_failed_dial_backoff_unpinned),
-    TEST_CASE(test_failed_dial_backoff_pinned),
-    TEST_CASE(test_deadline_after_timeout_is_in_future),
-    TEST_CASE(test_deadline_in_future_while_dial_pending),
-    TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
-    TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
-    TEST_CASE(test_tables_are_bounded),
-    TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
-    TEST_CASE(test_announced_message_is_grafted),
-    TEST_CASE(test_known_message_announced_is_not_grafted),
-    TEST_CASE(test_graft_is_answered_from_cache),
-    TEST_CASE(test_hello_must_match_authenticated_key),
-    TEST_CASE(test_sync_announces_recent_messages_once),
-    TEST_CASE(test_bad_gossip_frames_close_the_link),
-    TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter),
-    TEST_CASE(test_slow_neighbour_dropped_never_the_last))
+TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
+          TEST_CASE(test_three_node_mesh_delivers_once),
+          TEST_CASE(test_hop_limits),
+          TEST_CASE(test_duplicate_floods_counted_not_delivered),
+          TEST_CASE(test_busy_node_refuses_with_referrals),
+          TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
+          TEST_CASE(test_simultaneous_dial_smaller_id_first),
+          TEST_CASE(test_simultaneous_dial_larger_id_first),
+          TEST_CASE(test_simultaneous_dial_late_hello),
+          TEST_CASE(test_second_link_same_direction),
+          TEST_CASE(test_bad_input_closes_only_that_link),
+          TEST_CASE(test_huge_header_byte_by_byte),
+          TEST_CASE(test_invalid_messages_dropped_then_link_closed),
+          TEST_CASE(test_ed25519_signatures),
+          TEST_CASE(test_replays_refused_after_dedup_forgets),
+          TEST_CASE(test_leave), TEST_CASE(test_leave_refers_every_neighbor),
+          TEST_CASE(test_add_peer_after_leave_fails_closed),
+          TEST_CASE(test_idle_link_pinged_then_closed),
+          TEST_CASE(test_talking_link_stays_up),
+          TEST_CASE(test_handshake_timeout),
+          TEST_CASE(test_failed_dial_backoff_unpinned),
+          TEST_CASE(test_failed_dial_backoff_pinned),
+          TEST_CASE(test_deadline_after_timeout_is_in_future),
+          TEST_CASE(test_deadline_in_future_while_dial_pending),
+          TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
+          TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
+          TEST_CASE(test_tables_are_bounded),
+          TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
+          TEST_CASE(test_announced_message_is_grafted),
+          TEST_CASE(test_known_message_announced_is_not_grafted),
+          TEST_CASE(test_graft_is_answered_from_cache),
+          TEST_CASE(test_hello_must_match_authenticated_key),
+          TEST_CASE(test_sync_announces_recent_messages_once),
+          TEST_CASE(test_bad_gossip_frames_close_the_link),
+          TEST_CASE(test_too_many_ids_rejected),
+          TEST_CASE(test_propagation_filter),
+          TEST_CASE(test_slow_neighbour_dropped_never_the_last))

@@ -53,6 +53,24 @@ const char *pm_close_reason_name(int reason);
 
 typedef struct pm_node pm_node;
 
+#define PM_SIG_BYTES 64
+#define PM_SECRET_KEY_BYTES 64
+
+/* Signs and checks flooded messages. Without one, the node signs with
+ * Ed25519 (config.secret_key) and verifies with the author's node ID as the
+ * Ed25519 public key, which is what real nodes do. A simulator may supply a
+ * cheaper scheme that still binds each message to its author. */
+typedef struct pm_signer {
+  /* Signs the message ID `id` as `author`, this node. */
+  void (*sign)(void *ud, const uint8_t author[PM_NODE_ID_LEN],
+               const uint8_t id[PM_MSG_ID_LEN], uint8_t sig[PM_SIG_BYTES]);
+  /* 1 when `sig` is `author`'s signature of `id`. */
+  int (*verify)(void *ud, const uint8_t author[PM_NODE_ID_LEN],
+                const uint8_t id[PM_MSG_ID_LEN],
+                const uint8_t sig[PM_SIG_BYTES]);
+  void *ud;
+} pm_signer;
+
 typedef struct pm_node_config {
   const char *mesh;                /* NUL-terminated mesh name */
   uint8_t node_id[PM_NODE_ID_LEN]; /* this node's ID (its public key) */
@@ -67,6 +85,15 @@ typedef struct pm_node_config {
   uint64_t (*random)(void *ud); /* required: uniform 64-bit values */
   void *random_ud;
   const pm_allocator *alloc; /* NULL = the C library's */
+  /* The Ed25519 secret key (libsodium's 64-byte form) whose public half is
+   * node_id; required unless `signer` is given. The node keeps a copy. */
+  const uint8_t *secret_key;
+  const pm_signer *signer; /* NULL: Ed25519 with secret_key */
+  /* The first sequence number this node gives its messages (0 means 1).
+   * Receivers refuse an author's sequence numbers far below the highest
+   * they accepted (replays), so a restarted node must start above its
+   * earlier runs: runtime/io uses the wall clock in microseconds. */
+  uint64_t first_seq;
 } pm_node_config;
 
 /* Creates a node. Returns 0 and sets *out, or PM_ERR_INVAL (bad mesh name,
@@ -221,7 +248,8 @@ typedef struct pm_node_stats {
   unsigned links;      /* all open links, connected or not */
   uint64_t delivered;  /* messages delivered locally */
   uint64_t duplicates; /* copies dropped as already seen */
-  uint64_t invalid;    /* frames rejected */
+  uint64_t invalid;    /* frames rejected; forged or altered messages */
+  uint64_t replayed;   /* messages refused as replays of older ones */
   uint64_t grafts;     /* messages asked for after an announcement */
   uint64_t dropped;    /* copies not queued for a last, slow neighbour */
 } pm_node_stats;
