@@ -29,6 +29,25 @@ static uint32_t hash(const pm_authors *a, const uint8_t *author) {
   return h % a->nbuckets;
 }
 
+/* Rebuilds the index with `nbuckets` chains. */
+static int rehash(pm_authors *a, uint32_t nbuckets) {
+  uint32_t *b = a->alloc->realloc(a->alloc->ud, NULL, nbuckets * sizeof *b);
+  if (!b)
+    return PM_ERR_NOMEM;
+  if (a->buckets)
+    a->alloc->realloc(a->alloc->ud, a->buckets, 0);
+  a->buckets = b;
+  a->nbuckets = nbuckets;
+  for (uint32_t i = 0; i < nbuckets; i++)
+    b[i] = NIL;
+  for (uint32_t i = 0; i < a->count; i++) {
+    uint32_t *head = &b[hash(a, a->entries[i].author)];
+    a->entries[i].next = *head;
+    *head = i;
+  }
+  return 0;
+}
+
 pm_authors *pm_authors_new(const pm_allocator *alloc, uint32_t capacity) {
   if (!alloc)
     alloc = pm_allocator_default();
@@ -40,14 +59,10 @@ pm_authors *pm_authors_new(const pm_allocator *alloc, uint32_t capacity) {
   memset(a, 0, sizeof *a);
   a->alloc = alloc;
   a->cap = capacity;
-  a->nbuckets = capacity;
-  a->buckets = alloc->realloc(alloc->ud, NULL, a->nbuckets * sizeof(uint32_t));
-  if (!a->buckets) {
+  if (rehash(a, capacity < 64 ? capacity : 64)) {
     alloc->realloc(alloc->ud, a, 0);
     return NULL;
   }
-  for (uint32_t i = 0; i < a->nbuckets; i++)
-    a->buckets[i] = NIL;
   return a;
 }
 
@@ -93,6 +108,10 @@ static void unlink_entry(pm_authors *a, uint32_t i) {
  * least recently used one, unlinked. */
 static uint32_t new_slot(pm_authors *a) {
   if (a->count < a->cap) {
+    /* Chains stay short: at most one author per chain on average. */
+    if (a->count == a->nbuckets && a->nbuckets < a->cap &&
+        rehash(a, a->nbuckets * 2 < a->cap ? a->nbuckets * 2 : a->cap))
+      return NIL;
     if (a->count % 64 == 0) {
       size_t n = a->count + 64 < a->cap ? a->count + 64 : a->cap;
       entry *ne = a->alloc->realloc(a->alloc->ud, NULL, n * sizeof *ne);

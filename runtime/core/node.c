@@ -488,6 +488,32 @@ static void announce_recent(pm_node *n, link *l, uint32_t window,
     announce(n, l, ids, count, now);
 }
 
+/* Coming online, pushes this node's own recent messages to its first
+ * neighbour: written while it had none, no one else has them, and waiting
+ * for that neighbour to ask would lose them if this node left meanwhile. */
+static void push_own_recent(pm_node *n, link *l, uint64_t now) {
+  uint8_t ids[SYNC_MAX_IDS * PM_MSG_ID_LEN];
+  uint64_t since = now > SYNC_WINDOW_MS ? now - SYNC_WINDOW_MS : 0;
+  size_t count = pm_msgcache_recent(n->cache, since, ids, SYNC_MAX_IDS);
+  int pushed = 0;
+  for (size_t i = count; i-- > 0;) { /* oldest first */
+    size_t len;
+    const uint8_t *frame =
+        pm_msgcache_get(n->cache, ids + i * PM_MSG_ID_LEN, &len, now);
+    pm_frame f;
+    size_t used;
+    pm_msg_flood m;
+    if (frame && pm_frame_parse(frame, len, &f, &used) == 1 &&
+        pm_msg_read_flood(&f, &m) == 0 &&
+        memcmp(m.origin, n->id, PM_NODE_ID_LEN) == 0) {
+      pm_buf_put(&l->out, frame, len);
+      pushed = 1;
+    }
+  }
+  if (pushed)
+    want_send(n, l, now);
+}
+
 /* Tells one neighbour where this node stands in the tree. */
 static void send_tree(pm_node *n, link *l, uint64_t now) {
   pm_tree_adv a;
@@ -529,6 +555,7 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
   if (!n->online) {
     if (pm_msg_write_sync(&l->out, SYNC_WINDOW_MS) == 0)
       want_send(n, l, now);
+    push_own_recent(n, l, now);
     announce_recent(n, l, SYNC_WINDOW_MS, now);
   }
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);

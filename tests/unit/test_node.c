@@ -1928,6 +1928,7 @@ static void test_sync_announces_recent_messages_once(void) {
    * and announces what it holds, its own message included. */
   size_t r = raw_neighbor(w, 0, 0x77);
   CHECK_INT(raw_frames(w, r, PM_FRAME_SYNC), 1);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1); /* pushed, not just told */
   run_until(w, w->now + 100);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   const uint8_t *first = raw_last_payload(w, r, PM_FRAME_IHAVE);
