@@ -30,8 +30,9 @@ typedef struct lua_node {
 } lua_node;
 
 static const char *const event_names[] = {
-    "message",       "online",     "offline", "neighbor_up",
-    "neighbor_down", "link_error", NULL};
+    "message",       "online",     "offline",       "neighbor_up",
+    "neighbor_down", "link_error", "member_joined", "member_left",
+    "member_failed", NULL};
 
 static pm_host *get_host(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, HOST_KEY);
@@ -141,6 +142,15 @@ static const char *push_event(lua_State *L, const pm_event *ev,
     lua_pushstring(L, text ? text : pm_strerror(ev->error));
     lua_setfield(L, -2, "message");
     return "link_error";
+  case PM_EV_MEMBER_JOINED:
+  case PM_EV_MEMBER_LEFT:
+  case PM_EV_MEMBER_FAILED:
+    lua_createtable(L, 0, 1);
+    push_hex(L, ev->peer, PM_NODE_ID_LEN);
+    lua_setfield(L, -2, "id");
+    return ev->kind == PM_EV_MEMBER_JOINED ? "member_joined"
+           : ev->kind == PM_EV_MEMBER_LEFT ? "member_left"
+                                           : "member_failed";
   default:
     return NULL;
   }
@@ -503,7 +513,7 @@ static int l_stats(lua_State *L) {
   lua_node *ln = check_joined(L);
   pm_node_stats s;
   pm_io_node_stats(ln->io, &s);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, s.neighbors);
   lua_setfield(L, -2, "neighbors");
   lua_pushinteger(L, s.links);
@@ -514,6 +524,8 @@ static int l_stats(lua_State *L) {
   lua_setfield(L, -2, "duplicates");
   lua_pushinteger(L, (lua_Integer)s.invalid);
   lua_setfield(L, -2, "invalid");
+  lua_pushinteger(L, s.members);
+  lua_setfield(L, -2, "members");
   return 1;
 }
 

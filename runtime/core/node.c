@@ -19,6 +19,7 @@
 #include "authors.h"
 #include "dedup.h"
 #include "frame.h"
+#include "members.h"
 #include "missing.h"
 #include "msg.h"
 #include "msgcache.h"
@@ -60,6 +61,11 @@
 #define SYNC_WINDOW_MS CACHE_TTL_MS /* catch-up asks for this much */
 #define SYNC_MAX_IDS 256            /* and is told of at most this many */
 #define EXPLORE_INTERVAL_MS 10000
+#define MEMBER_CAPACITY 16384       /* members kept in the presence table */
+#define SUSPECT_TIMEOUT_MS 10000    /* a suspect not refuted this long fails */
+#define REFRESH_PER_MEMBER_MS 500   /* mesh-wide: 2 refreshes per second */
+#define REFRESH_MIN_MS 30000        /* refresh interval, before jitter */
+#define REFRESH_MAX_MS (30 * 60000) /* (PROTOCOL.md §5.5) */
 
 enum link_state {
   LINK_HELLO,      /* waiting for the peer's Hello */
@@ -85,6 +91,7 @@ typedef struct link {
   uint64_t last_send;
   pm_tree_peer tp;  /* the peer's tree advert */
   int synced;       /* a Sync from the peer was answered */
+  int sync_sent;    /* this node asked the peer for catch-up */
   unsigned strikes; /* invalid messages received */
   int has_key;      /* the transport authenticated the peer as `key` */
   uint8_t key[PM_NODE_ID_LEN];
@@ -165,6 +172,10 @@ struct pm_node {
   uint64_t announce_at; /* when queued IHave IDs go out; 0: none queued */
   uint64_t seq;
   pm_node_stats stats;
+  pm_members *members; /* the other members, as far as this node knows */
+  uint32_t incarnation;
+  uint32_t refresh_iv;   /* the refresh interval last announced */
+  uint64_t next_refresh; /* when this node next says "$alive" */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -392,6 +403,9 @@ static uint32_t fallback_source(const pm_node *n, const link *closing) {
   return any;
 }
 
+static void suspect_member(pm_node *n, uint64_t now,
+                           const uint8_t id[PM_NODE_ID_LEN]);
+
 static void close_link(pm_node *n, link *l, uint64_t now, int reason,
                        uint8_t send_frame, const pm_msg_referrals *refs) {
   if (l->state == LINK_CLOSED)
@@ -425,6 +439,12 @@ static void close_link(pm_node *n, link *l, uint64_t now, int reason,
   }
   push_out(n, PM_OUT_CLOSE, l->id);
   update_online(n);
+  /* A neighbour lost without a goodbye may have crashed. Only a node that
+   * still has other neighbours says so: one that lost its last link cannot
+   * tell whether the peer or it was cut off. */
+  if (was_connected && !n->left && n->online &&
+      (reason == PM_CLOSE_TRANSPORT || reason == PM_CLOSE_IDLE_TIMEOUT))
+    suspect_member(n, now, l->peer);
 }
 
 /* Closes a link for a protocol violation and reports it. */
@@ -546,6 +566,8 @@ static void tree_refresh(pm_node *n, uint64_t now, int tick) {
       send_tree(n, n->links[i], now);
 }
 
+static void send_alive(pm_node *n, uint64_t now);
+
 static void become_connected(pm_node *n, link *l, uint64_t now) {
   l->state = LINK_CONNECTED;
   send_tree(n, l, now);
@@ -553,10 +575,13 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
    * for what the mesh said meanwhile, and tell of what this node holds —
    * what it wrote while alone included, which nobody has yet. */
   if (!n->online) {
-    if (pm_msg_write_sync(&l->out, SYNC_WINDOW_MS) == 0)
+    if (pm_msg_write_sync(&l->out, SYNC_WINDOW_MS) == 0) {
+      l->sync_sent = 1;
       want_send(n, l, now);
+    }
     push_own_recent(n, l, now);
     announce_recent(n, l, SYNC_WINDOW_MS, now);
+    send_alive(n, now); /* joining, or back: "I am here" */
   }
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
   if (e) {
@@ -808,6 +833,195 @@ static int invalid_message(pm_node *n, link *l, uint64_t now, int err) {
   return 0;
 }
 
+/* ---- member presence (PROTOCOL.md §5.5) ------------------------------------
+ * Presence messages are Floods with reserved actions beginning with '$',
+ * signed and relayed like any other but handled here: never delivered,
+ * never shown to the propagation filter, never hop-limited. */
+
+static void member_event(pm_node *n, int kind,
+                         const uint8_t id[PM_NODE_ID_LEN]) {
+  ev_item *e = push_event(n, kind);
+  if (e)
+    memcpy(e->ev.peer, id, PM_NODE_ID_LEN);
+}
+
+static void member_failed(void *ud, const uint8_t id[PM_NODE_ID_LEN]) {
+  member_event(ud, PM_EV_MEMBER_FAILED, id);
+}
+
+/* The refresh interval: 500 ms per live member known, within 30 s..30 min,
+ * +-25 % jitter. Every member refreshing this often makes about two
+ * refreshes per second mesh-wide, whatever the mesh's size (up to 3,600
+ * members; beyond, N / 1,800 per second). */
+static uint32_t refresh_interval(pm_node *n) {
+  uint64_t t = (uint64_t)pm_members_live(n->members) * REFRESH_PER_MEMBER_MS;
+  if (t < REFRESH_MIN_MS)
+    t = REFRESH_MIN_MS;
+  if (t > REFRESH_MAX_MS)
+    t = REFRESH_MAX_MS;
+  return (uint32_t)(t - t / 4 + rnd(n, t / 2 + 1));
+}
+
+/* Floods a presence message of this node's. Its time is 0: the core has no
+ * wall clock, and presence messages are never shown to the application. */
+static void send_presence(pm_node *n, uint64_t now, const char *action,
+                          const uint8_t *body, size_t len) {
+  pm_msg_flood m;
+  memset(&m, 0, sizeof m);
+  memcpy(m.origin, n->id, PM_NODE_ID_LEN);
+  m.seq = ++n->seq;
+  m.action = action;
+  m.action_len = strlen(action);
+  m.body = body;
+  m.body_len = len;
+  pm_msg_flood_id(&m, m.id);
+  n->signer.sign(n->signer.ud, n->id, m.id, m.sig);
+  pm_dedup_insert(n->seen, m.id, now);
+  forward(n, now, NULL, &m);
+}
+
+/* "$alive": incarnation, and the interval until this node's next refresh,
+ * which receivers allow three times over before they give up on it. */
+static void send_alive(pm_node *n, uint64_t now) {
+  n->refresh_iv = refresh_interval(n);
+  n->next_refresh = now + n->refresh_iv;
+  uint8_t body[8];
+  pm_store_u32(body, n->incarnation);
+  pm_store_u32(body + 4, n->refresh_iv);
+  send_presence(n, now, "$alive", body, sizeof body);
+}
+
+/* A neighbour's link closed without a goodbye: suspect it, and tell the
+ * mesh; it refutes if it is alive. Not when it is suspect or gone already. */
+static void suspect_member(pm_node *n, uint64_t now,
+                           const uint8_t id[PM_NODE_ID_LEN]) {
+  int state;
+  uint32_t inc;
+  if (!pm_members_get(n->members, id, &state, &inc) || state != PM_MEMBER_ALIVE)
+    return;
+  pm_members_suspect(n->members, id, inc, now);
+  uint8_t body[PM_NODE_ID_LEN + 4];
+  memcpy(body, id, PM_NODE_ID_LEN);
+  pm_store_u32(body + PM_NODE_ID_LEN, inc);
+  send_presence(n, now, "$suspect", body, sizeof body);
+}
+
+static int is_presence(const pm_msg_flood *m) {
+  return m->action_len > 0 && m->action[0] == '$';
+}
+
+static int action_is(const pm_msg_flood *m, const char *a) {
+  return m->action_len == strlen(a) && memcmp(m->action, a, m->action_len) == 0;
+}
+
+/* A presence message is well formed: a known action with a body of its
+ * size and no hop limit. */
+static int presence_ok(const pm_msg_flood *m) {
+  if (m->has_hop_limit)
+    return 0;
+  if (action_is(m, "$alive"))
+    return m->body_len == 8;
+  if (action_is(m, "$leave"))
+    return m->body_len == 4;
+  if (action_is(m, "$suspect"))
+    return m->body_len == PM_NODE_ID_LEN + 4;
+  return 0;
+}
+
+/* An announced interval, within what an honest member announces. */
+static uint32_t sane_interval(uint32_t iv) {
+  uint32_t lo = REFRESH_MIN_MS - REFRESH_MIN_MS / 4;
+  uint32_t hi = REFRESH_MAX_MS + REFRESH_MAX_MS / 4;
+  return iv < lo ? lo : iv > hi ? hi : iv;
+}
+
+static void member_alive(pm_node *n, const uint8_t id[PM_NODE_ID_LEN],
+                         uint32_t inc, uint32_t iv, uint64_t now) {
+  if (memcmp(id, n->id, PM_NODE_ID_LEN) == 0)
+    return; /* this node is never in its own table */
+  if (pm_members_alive(n->members, id, inc, sane_interval(iv), now) ==
+      PM_MEMBERS_JOINED)
+    member_event(n, PM_EV_MEMBER_JOINED, id);
+}
+
+/* Applies a presence message accepted from the mesh (presence_ok). */
+static void on_presence(pm_node *n, uint64_t now, const pm_msg_flood *m) {
+  uint32_t inc = pm_load_u32(m->body + m->body_len - 4);
+  if (action_is(m, "$alive")) {
+    member_alive(n, m->origin, pm_load_u32(m->body), pm_load_u32(m->body + 4),
+                 now);
+  } else if (action_is(m, "$leave")) {
+    if (pm_members_leave(n->members, m->origin, inc, now) == PM_MEMBERS_LEFT)
+      member_event(n, PM_EV_MEMBER_LEFT, m->origin);
+  } else if (memcmp(m->body, n->id, PM_NODE_ID_LEN) == 0) {
+    /* Suspected, yet here: refute with a new incarnation. */
+    if (inc >= n->incarnation && !n->left) {
+      n->incarnation = inc + 1;
+      send_alive(n, now);
+    }
+  } else {
+    pm_members_suspect(n->members, m->body, inc, now);
+  }
+}
+
+/* Members (answering Sync): the live members the peer knows, itself
+ * first. Each entry is id, incarnation and announced refresh interval. */
+static void send_members(pm_node *n, link *l, uint64_t now) {
+  uint32_t total = pm_members_count(n->members);
+  uint32_t i = 0;
+  int self = 1;
+  while (self || i < total) {
+    size_t start = pm_frame_begin(&l->out, PM_FRAME_MEMBERS);
+    size_t count_at = l->out.len;
+    pm_buf_u16(&l->out, 0);
+    unsigned count = 0;
+    if (self) {
+      pm_buf_put(&l->out, n->id, PM_NODE_ID_LEN);
+      pm_buf_u32(&l->out, n->incarnation);
+      pm_buf_u32(&l->out, n->refresh_iv);
+      count++;
+      self = 0;
+    }
+    for (; i < total && count < PM_MEMBERS_PER_FRAME; i++) {
+      pm_member_info info;
+      uint32_t iv;
+      pm_members_at(n->members, i, &info, &iv);
+      if (info.state != PM_MEMBER_ALIVE)
+        continue;
+      pm_buf_put(&l->out, info.id, PM_NODE_ID_LEN);
+      pm_buf_u32(&l->out, info.incarnation);
+      pm_buf_u32(&l->out, iv);
+      count++;
+    }
+    if (l->out.err)
+      break;
+    l->out.data[count_at] = (uint8_t)(count >> 8);
+    l->out.data[count_at + 1] = (uint8_t)count;
+    if (pm_frame_end(&l->out, start))
+      break;
+  }
+  want_send(n, l, now);
+}
+
+static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  if (f->len < 2)
+    return link_error(n, l, now, PM_ERR_TRUNCATED);
+  size_t count = (size_t)f->payload[0] << 8 | f->payload[1];
+  if (count > PM_MEMBERS_PER_FRAME ||
+      f->len != 2 + count * PM_MEMBERS_ENTRY_LEN)
+    return link_error(n, l, now, PM_ERR_MALFORMED);
+  if (!l->sync_sent)
+    return 0; /* only an answer to this node's Sync is taken */
+  for (size_t k = 0; k < count; k++) {
+    const uint8_t *e = f->payload + 2 + k * PM_MEMBERS_ENTRY_LEN;
+    member_alive(n, e, pm_load_u32(e + PM_NODE_ID_LEN),
+                 pm_load_u32(e + PM_NODE_ID_LEN + 4), now);
+  }
+  return 0;
+}
+
 static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
@@ -839,10 +1053,21 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   }
   if (!n->signer.verify(n->signer.ud, m.origin, m.id, m.sig))
     return invalid_message(n, l, now, PM_ERR_AUTH);
+  int presence = is_presence(&m);
+  if (presence && !presence_ok(&m))
+    return invalid_message(n, l, now, PM_ERR_MALFORMED);
   pm_dedup_insert(n->seen, m.id, now);
   pm_authors_accept(n->authors, m.origin, m.seq);
   rate_link(l, 1);
   pm_missing_remove(n->missing, m.id);
+  pm_members_heard(n->members, m.origin, now);
+  if (presence) {
+    on_presence(n, now, &m);
+    if (m.hops < UINT16_MAX)
+      m.hops++;
+    forward(n, now, l, &m);
+    return 0;
+  }
   int how = propagation(n, &m, PM_ORIGIN_REMOTE);
   if (how & PM_PROPAGATE_LOCAL)
     deliver(n, &m, 0);
@@ -915,6 +1140,7 @@ static int on_sync(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return 0;
   l->synced = 1;
   announce_recent(n, l, window, now);
+  send_members(n, l, now);
   return 0;
 }
 
@@ -959,6 +1185,8 @@ static int handle_frame(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return on_tree(n, l, now, f);
   case PM_FRAME_SYNC:
     return on_sync(n, l, now, f);
+  case PM_FRAME_MEMBERS:
+    return on_members(n, l, now, f);
   default:
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   }
@@ -1207,7 +1435,14 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
       a, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES, CACHE_TTL_MS);
   n->missing = pm_missing_new(a, MISSING_CAPACITY);
   n->authors = pm_authors_new(a, AUTHORS_CAPACITY);
-  if (!n->seen || !n->cache || !n->missing || !n->authors) {
+  n->members = pm_members_new(
+      a, cfg->member_capacity ? cfg->member_capacity : MEMBER_CAPACITY,
+      SUSPECT_TIMEOUT_MS);
+  /* Incarnations start from the first sequence number, which a restarted
+   * node sets above its earlier runs' (the wall clock in microseconds):
+   * seconds, so that a member's new run outranks its old one. */
+  n->incarnation = (uint32_t)(n->seq / 1000000u);
+  if (!n->seen || !n->cache || !n->missing || !n->authors || !n->members) {
     pm_node_free(n);
     return PM_ERR_NOMEM;
   }
@@ -1232,6 +1467,7 @@ void pm_node_free(pm_node *n) {
   pm_msgcache_free(n->cache);
   pm_missing_free(n->missing);
   pm_authors_free(n->authors);
+  pm_members_free(n->members);
   sodium_memzero(n->secret_key, sizeof n->secret_key);
   n->alloc->realloc(n->alloc->ud, n, 0);
 }
@@ -1402,7 +1638,8 @@ int pm_node_send(pm_node *n, uint64_t now, const pm_send *s,
   if (!s || !s->action || (s->body_len && !s->body))
     return PM_ERR_INVAL;
   size_t alen = strlen(s->action);
-  if (alen == 0 || alen > PM_ACTION_MAX || s->body_len > PM_BODY_MAX)
+  if (alen == 0 || alen > PM_ACTION_MAX || s->body_len > PM_BODY_MAX ||
+      s->action[0] == '$') /* '$' actions are the core's (presence) */
     return PM_ERR_INVAL;
   pm_msg_flood m;
   memset(&m, 0, sizeof m);
@@ -1435,6 +1672,13 @@ int pm_node_send(pm_node *n, uint64_t now, const pm_send *s,
 void pm_node_leave(pm_node *n, uint64_t now) {
   if (n->left)
     return;
+  /* Goodbye to the mesh first: this node pushes its own messages on every
+   * link, ahead of the Disconnects. */
+  if (n->online) {
+    uint8_t body[4];
+    pm_store_u32(body, n->incarnation);
+    send_presence(n, now, "$leave", body, sizeof body);
+  }
   /* Choose every link's referrals before closing any, so that each
    * neighbour learns of all the others. */
   size_t count = n->nlinks;
@@ -1471,8 +1715,12 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
   pm_dedup_expire(n->seen, now);
   pm_msgcache_expire(n->cache, now);
   request_missing(n, now);
-  if (!n->left)
+  if (!n->left) {
     tree_refresh(n, now, 1);
+    if (n->online && now >= n->next_refresh)
+      send_alive(n, now);
+    pm_members_expire(n->members, now, member_failed, n);
+  }
   finish(n, now);
 }
 
@@ -1513,6 +1761,9 @@ uint64_t pm_node_deadline(const pm_node *n) {
   d = min64(d, pm_tree_deadline(&n->tree));
   if (n->announce_at)
     d = min64(d, n->announce_at);
+  if (n->online)
+    d = min64(d, n->next_refresh);
+  d = min64(d, pm_members_deadline(n->members));
   return d;
 }
 
@@ -1579,6 +1830,14 @@ void pm_node_get_stats(const pm_node *n, pm_node_stats *out) {
   *out = n->stats;
   out->neighbors = count_state(n, LINK_CONNECTED);
   out->links = (unsigned)n->nlinks;
+  out->members = pm_members_live(n->members);
+}
+
+size_t pm_node_members(const pm_node *n, pm_member_info *out, size_t max) {
+  uint32_t count = pm_members_count(n->members);
+  for (uint32_t i = 0; i < count && i < max; i++)
+    pm_members_at(n->members, i, &out[i], NULL);
+  return count;
 }
 
 int pm_node_is_online(const pm_node *n) {

@@ -45,6 +45,7 @@
 
 #include "addr.h"
 #include "frame.h"
+#include "members.h"
 #include "msg.h"
 #include "peermesh/node.h"
 #include "test_signer.h"
@@ -221,6 +222,13 @@ static void check_frames(harness *h, const uint8_t *data, size_t len) {
       FUZZ_CHECK(pm_msg_read_ids(&f, &ids, &count) == 0);
       break;
     }
+    case PM_FRAME_MEMBERS: /* runtime/core/members.h */
+      FUZZ_CHECK(f.len >= 2);
+      FUZZ_CHECK(((size_t)f.payload[0] << 8 | f.payload[1]) <=
+                 PM_MEMBERS_PER_FRAME);
+      FUZZ_CHECK(f.len == 2 + ((size_t)f.payload[0] << 8 | f.payload[1]) *
+                                  PM_MEMBERS_ENTRY_LEN);
+      break;
     default:
       FUZZ_FAIL("the node sent a frame of unknown type");
     }
@@ -258,6 +266,11 @@ static void check_event(harness *h, const pm_event *ev) {
     h->neighbors--;
     FUZZ_CHECK(ev->reason >= PM_CLOSE_LEAVING &&
                ev->reason <= PM_CLOSE_TOO_SLOW);
+    break;
+  case PM_EV_MEMBER_JOINED:
+  case PM_EV_MEMBER_LEFT:
+  case PM_EV_MEMBER_FAILED:
+    FUZZ_CHECK(memcmp(ev->peer, pm_node_id(h->node), PM_NODE_ID_LEN) != 0);
     break;
   case PM_EV_LINK_ERROR:
     FUZZ_CHECK(ev->error < 0);

@@ -143,13 +143,25 @@ void sim_count_frames(sim *s, sim_dir *d, const uint8_t *p, size_t len) {
       d->frame_left = d->frame_len;
     }
     size_t k = d->frame_left < len ? d->frame_left : len;
+    if (d->frame_type == PM_FRAME_FLOOD && d->flood_id_have < PM_MSG_ID_LEN) {
+      size_t c = PM_MSG_ID_LEN - d->flood_id_have;
+      if (c > k)
+        c = k;
+      memcpy(d->flood_id + d->flood_id_have, p, c);
+      d->flood_id_have = (uint8_t)(d->flood_id_have + c);
+    }
     d->frame_left -= (uint32_t)k;
     p += k;
     len -= k;
     if (d->frame_left == 0) {
-      /* A whole frame has arrived. */
+      /* A whole frame has arrived. Floods of the simulated messages are
+       * payload copies; the core's own (presence) Floods are control. */
       uint64_t bytes = PM_FRAME_HEADER + (uint64_t)d->frame_len;
-      if (d->frame_type == PM_FRAME_FLOOD) {
+      int payload = d->frame_type == PM_FRAME_FLOOD &&
+                    d->flood_id_have == PM_MSG_ID_LEN &&
+                    msg_find(s, d->flood_id) != SIM_NONE;
+      d->flood_id_have = 0;
+      if (payload) {
         s->c.flood_frames++;
         s->c.flood_bytes += bytes;
       } else {

@@ -137,6 +137,8 @@ typedef struct sim_dir {
   uint32_t frame_len;
   uint8_t hdr[6]; /* PM_FRAME_HEADER */
   uint8_t hdr_have;
+  uint8_t flood_id[32]; /* a Flood's message ID, as it arrives */
+  uint8_t flood_id_have;
   uint8_t frame_type;
   uint8_t pending; /* a SIM_EV_SEG is scheduled (or running) */
   uint8_t stalled; /* held at a partition */

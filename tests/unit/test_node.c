@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "frame.h"
+#include "members.h"
 #include "msg.h"
 #include "peermesh/node.h"
 #include "test.h"
@@ -60,6 +61,7 @@ typedef struct wnode {
   rec_dial dial[MAX_DIALS];
   size_t ndial;
   unsigned resolves;
+  int dead; /* crashed: freed, never called again */
 } wnode;
 
 /* One transport connection: `a` dialled `b` (for raw pairs `a` is the node
@@ -373,13 +375,14 @@ static void pump(world *w) {
     int busy = 0;
     for (int i = 0; i < w->count; i++) {
       pm_output o;
-      while (pm_node_next_output(w->n[i].node, &o)) {
+      while (!w->n[i].dead && pm_node_next_output(w->n[i].node, &o)) {
         busy = 1;
         do_output(w, i, &o);
       }
     }
     for (int i = 0; i < w->count; i++)
-      drain_events(w, i);
+      if (!w->n[i].dead)
+        drain_events(w, i);
     if (!busy)
       return;
   }
@@ -406,7 +409,7 @@ static void release(world *w) {
 static void fire(world *w) {
   int ran[MAX_NODES] = {0};
   for (int i = 0; i < w->count; i++) {
-    if (pm_node_deadline(w->n[i].node) <= w->now) {
+    if (!w->n[i].dead && pm_node_deadline(w->n[i].node) <= w->now) {
       pm_node_handle_timeout(w->n[i].node, w->now);
       ran[i] = 1;
     }
@@ -429,6 +432,8 @@ static void run_until(world *w, uint64_t end) {
   for (int guard = 0; guard < 1000000; guard++) {
     uint64_t next = w->now + STEP_MS;
     for (int i = 0; i < w->count; i++) {
+      if (w->n[i].dead)
+        continue;
       uint64_t d = pm_node_deadline(w->n[i].node);
       if (d > w->now && d < next)
         next = d;
@@ -510,6 +515,47 @@ static size_t count_frames(const world *w, int from, int to, uint8_t type) {
   return c;
 }
 
+/* Where a Flood payload's action starts: id, origin, seq, time, flags,
+ * hop_limit, hops, then the action's length byte. */
+#define FLOOD_ACTION_AT (32 + 32 + 8 + 8 + 1 + 4 + 2)
+
+/* A Flood payload carrying a presence message ('$' action, §5.5). */
+static int is_presence_flood(const uint8_t *payload, size_t len) {
+  return len > FLOOD_ACTION_AT + 1 && payload[FLOOD_ACTION_AT] > 0 &&
+         payload[FLOOD_ACTION_AT + 1] == '$';
+}
+
+/* Flood frames from `from` to `to` carrying application messages. */
+static size_t count_app_floods(const world *w, int from, int to) {
+  size_t c = 0;
+  for (size_t k = 0; k < w->nframes; k++)
+    c += w->frames[k].from == from && w->frames[k].to == to &&
+         w->frames[k].type == PM_FRAME_FLOOD &&
+         !is_presence_flood(w->frames[k].payload, w->frames[k].len);
+  return c;
+}
+
+/* Presence floods of `action` from `from` to `to`, written by `origin`
+ * (NULL: anyone). */
+static size_t count_presence_by(const world *w, int from, int to,
+                                const char *action, const uint8_t *origin) {
+  size_t c = 0, alen = strlen(action);
+  for (size_t k = 0; k < w->nframes; k++) {
+    const wire_frame *f = &w->frames[k];
+    c += f->from == from && f->to == to && f->type == PM_FRAME_FLOOD &&
+         (!origin || memcmp(f->payload + 32, origin, PM_NODE_ID_LEN) == 0) &&
+         f->len > FLOOD_ACTION_AT + alen &&
+         f->payload[FLOOD_ACTION_AT] == alen &&
+         memcmp(f->payload + FLOOD_ACTION_AT + 1, action, alen) == 0;
+  }
+  return c;
+}
+
+static size_t count_presence(const world *w, int from, int to,
+                             const char *action) {
+  return count_presence_by(w, from, to, action, NULL);
+}
+
 static size_t open_pairs(const world *w) {
   size_t c = 0;
   for (size_t k = 0; k < w->np; k++)
@@ -580,6 +626,22 @@ static size_t raw_frames(const world *w, size_t pi, uint8_t type) {
     if (pm_frame_parse(b->data + off, b->len - off, &f, &used) != 1)
       break;
     c += f.type == type;
+    off += used;
+  }
+  return c;
+}
+
+/* Flood frames carrying application messages the node sent to raw pair
+ * `pi`. */
+static size_t raw_app_floods(const world *w, size_t pi) {
+  const pm_buf *b = &w->p[pi].raw_in;
+  size_t off = 0, c = 0;
+  while (off < b->len) {
+    pm_frame f;
+    size_t used;
+    if (pm_frame_parse(b->data + off, b->len - off, &f, &used) != 1)
+      break;
+    c += f.type == PM_FRAME_FLOOD && !is_presence_flood(f.payload, f.len);
     off += used;
   }
   return c;
@@ -766,17 +828,18 @@ static void test_three_node_mesh_delivers_once(void) {
     CHECK_INT(m->hops, i == 0 ? 0 : 1);
     CHECK_MEM(m->id, id, PM_MSG_ID_LEN);
     CHECK_MEM(m->origin, w->n[0].id, PM_NODE_ID_LEN);
-    CHECK_INT(m->seq, 1);
+    CHECK(m->seq >= 1); /* presence messages take numbers too */
     CHECK_INT(m->time_ms, 1700000000000ull + 20000);
     CHECK_INT(m->body_len, 11);
     CHECK_MEM(m->body, "hello, mesh", 11);
   }
   /* A (lowest ID) is the tree's root, B and C its children; B-C is off
    * the tree and carries only announcements, so nobody gets a copy twice. */
-  CHECK_INT(count_frames(w, 1, 2, PM_FRAME_FLOOD), 0);
-  CHECK_INT(count_frames(w, 2, 1, PM_FRAME_FLOOD), 0);
+  CHECK_INT(count_app_floods(w, 1, 2), 0);
+  CHECK_INT(count_app_floods(w, 2, 1), 0);
+  pm_node_stats before[3];
   for (int i = 0; i < 3; i++)
-    CHECK_INT(stats(w, i).duplicates, 0);
+    before[i] = stats(w, i);
 
   /* A second message from another node, with an empty body. */
   CHECK_INT(send_msg(w, 2, "Leave", NULL, 0, 0, NULL), 0);
@@ -791,17 +854,18 @@ static void test_three_node_mesh_delivers_once(void) {
   /* C writes the second: an author pushes on all its links, so A and B
    * get it directly, and relay it to each other on their tree link: one
    * duplicate each. */
-  CHECK_INT(stats(w, 0).duplicates, 1);
-  CHECK_INT(stats(w, 1).duplicates, 1);
-  CHECK_INT(stats(w, 2).duplicates, 0);
+  CHECK_INT(stats(w, 0).duplicates - before[0].duplicates, 1);
+  CHECK_INT(stats(w, 1).duplicates - before[1].duplicates, 1);
+  CHECK_INT(stats(w, 2).duplicates - before[2].duplicates, 0);
   for (int i = 0; i < 3; i++)
-    CHECK_INT(stats(w, i).grafts, 0);
+    CHECK_INT(stats(w, i).grafts, before[i].grafts);
   /* Sequence numbers count per sender. */
+  const rec_event *m1 = find_msg(w, 1, "Chat");
   CHECK_INT(send_msg(w, 0, "Chat2", "x", 0, 0, NULL), 0);
   const rec_event *m = find_msg(w, 1, "Chat2");
-  CHECK(m != NULL);
-  if (m)
-    CHECK_INT(m->seq, 2);
+  CHECK(m != NULL && m1 != NULL);
+  if (m && m1)
+    CHECK_INT(m->seq, m1->seq + 1);
   world_free(w);
 }
 
@@ -824,19 +888,19 @@ static world *line_world(void) {
 
 static void test_hop_limits(void) {
   world *w = line_world();
-  size_t floods = count_frames(w, 0, 1, PM_FRAME_FLOOD);
+  size_t floods = count_app_floods(w, 0, 1);
 
   CHECK_INT(send_msg(w, 0, "h0", "x", 1, 0, NULL), 0);
   CHECK_INT(count_msgs(w, 0, "h0"), 1);
   CHECK_INT(count_msgs(w, 1, "h0"), 0);
   CHECK_INT(count_msgs(w, 2, "h0"), 0);
-  CHECK_INT(count_frames(w, 0, 1, PM_FRAME_FLOOD), floods);
+  CHECK_INT(count_app_floods(w, 0, 1), floods);
 
   CHECK_INT(send_msg(w, 0, "h1", "x", 1, 1, NULL), 0);
   CHECK_INT(count_msgs(w, 0, "h1"), 1);
   CHECK_INT(count_msgs(w, 1, "h1"), 1);
   CHECK_INT(count_msgs(w, 2, "h1"), 0);
-  CHECK_INT(count_frames(w, 1, 2, PM_FRAME_FLOOD), 0);
+  CHECK_INT(count_app_floods(w, 1, 2), 0);
 
   CHECK_INT(send_msg(w, 0, "h2", "x", 1, 2, NULL), 0);
   CHECK_INT(count_msgs(w, 1, "h2"), 1);
@@ -880,7 +944,7 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   const rec_event *m = find_msg(w, 1, "Chat");
   if (m)
     CHECK_INT(m->hops, 2);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0); /* not sent back */
+  CHECK_INT(raw_app_floods(w, r), 0); /* not sent back */
 
   /* The same message again, and again with other hop counts. */
   make_flood(&b, 0x77, 1, "Chat", "once", 0);
@@ -891,7 +955,7 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   CHECK_INT(count_msgs(w, 1, "Chat"), 1);
   CHECK_INT(stats(w, 0).duplicates, 2);
   CHECK_INT(stats(w, 0).delivered, 1);
-  CHECK_INT(count_frames(w, 0, 1, PM_FRAME_FLOOD), 1);
+  CHECK_INT(count_app_floods(w, 0, 1), 1);
 
   /* Two copies in one read. */
   make_flood(&b, 0x77, 2, "Chat", "twice", 0);
@@ -917,12 +981,13 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   uint64_t sent_at = w->now;
   CHECK_INT(send_msg(w, 0, "Mine", "m", 0, 0, id), 0);
   run_until(w, w->now + 100);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1); /* authors push to all */
+  CHECK_INT(raw_app_floods(w, r), 1); /* authors push to all */
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   pm_msg_flood mf;
   memset(&mf, 0, sizeof mf);
   memcpy(mf.origin, w->n[0].id, PM_NODE_ID_LEN);
-  mf.seq = 1;
+  const rec_event *mine = find_msg(w, 0, "Mine");
+  mf.seq = mine ? mine->seq : 0;
   mf.time_ms = 1700000000000ull + sent_at;
   mf.action = "Mine";
   mf.action_len = 4;
@@ -1279,7 +1344,7 @@ static void test_invalid_messages_dropped_then_link_closed(void) {
   CHECK(w->p[r].open);
   CHECK_INT(count_ev(w, 0, PM_EV_MESSAGE), 0);
   CHECK_INT(count_ev(w, 1, PM_EV_MESSAGE), 0);
-  CHECK_INT(count_frames(w, 0, 1, PM_FRAME_FLOOD), 0);
+  CHECK_INT(count_app_floods(w, 0, 1), 0);
   /* The third closes the link: it keeps sending what nobody wrote. */
   odd_flood(&b, 0x77, 0, 3, 0);
   CHECK_INT(raw_send_buf(w, r, &b), PM_ERR_AUTH);
@@ -1858,7 +1923,7 @@ static void test_graft_is_answered_from_cache(void) {
   uint8_t id[PM_MSG_ID_LEN];
   CHECK_INT(send_msg(w, 1, "Chat", "from B", 0, 0, id), 0);
   CHECK_INT(count_msgs(w, 0, "Chat"), 1);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 0);
+  CHECK_INT(raw_app_floods(w, r), 0);
   /* Announcements wait 100 ms, so that a busy mesh's share frames. */
   run_until(w, w->now + 99);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 0);
@@ -1867,11 +1932,11 @@ static void test_graft_is_answered_from_cache(void) {
   /* Graft asks for it; the link stays off the tree. */
   CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_GRAFT, id, 1), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
+  CHECK_INT(raw_app_floods(w, r), 1);
   CHECK_INT(send_msg(w, 1, "Chat", "again", 0, 0, NULL), 0);
   CHECK_INT(send_msg(w, 1, "Chat", "and again", 0, 0, NULL), 0);
   run_until(w, w->now + 100);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1);
+  CHECK_INT(raw_app_floods(w, r), 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 2);
   const uint8_t *two = raw_last_payload(w, r, PM_FRAME_IHAVE);
   if (two)
@@ -1887,14 +1952,14 @@ static void test_graft_is_answered_from_cache(void) {
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   CHECK_INT(send_msg(w, 1, "Chat", "pushed", 0, 0, NULL), 0);
   run_until(w, w->now + 100);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 2);
+  CHECK_INT(raw_app_floods(w, r), 2);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 2);
   /* A Graft for something unknown is answered with nothing. */
   uint8_t unknown[PM_MSG_ID_LEN];
   memset(unknown, 0xEE, sizeof unknown);
   CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_GRAFT, unknown, 1), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 2);
+  CHECK_INT(raw_app_floods(w, r), 2);
   CHECK_INT(stats(w, 0).invalid, 0);
   pm_buf_free(&b);
   world_free(w);
@@ -1928,7 +1993,7 @@ static void test_sync_announces_recent_messages_once(void) {
    * and announces what it holds, its own message included. */
   size_t r = raw_neighbor(w, 0, 0x77);
   CHECK_INT(raw_frames(w, r, PM_FRAME_SYNC), 1);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), 1); /* pushed, not just told */
+  CHECK_INT(raw_app_floods(w, r), 1); /* pushed, not just told */
   run_until(w, w->now + 100);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   const uint8_t *first = raw_last_payload(w, r, PM_FRAME_IHAVE);
@@ -2079,40 +2144,404 @@ static void test_slow_neighbour_dropped_never_the_last(void) {
   world_free(w);
 }
 
-TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
-          TEST_CASE(test_three_node_mesh_delivers_once),
-          TEST_CASE(test_hop_limits),
-          TEST_CASE(test_duplicate_floods_counted_not_delivered),
-          TEST_CASE(test_busy_node_refuses_with_referrals),
-          TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
-          TEST_CASE(test_simultaneous_dial_smaller_id_first),
-          TEST_CASE(test_simultaneous_dial_larger_id_first),
-          TEST_CASE(test_simultaneous_dial_late_hello),
-          TEST_CASE(test_second_link_same_direction),
-          TEST_CASE(test_bad_input_closes_only_that_link),
-          TEST_CASE(test_huge_header_byte_by_byte),
-          TEST_CASE(test_invalid_messages_dropped_then_link_closed),
-          TEST_CASE(test_ed25519_signatures),
-          TEST_CASE(test_replays_refused_after_dedup_forgets),
-          TEST_CASE(test_leave), TEST_CASE(test_leave_refers_every_neighbor),
-          TEST_CASE(test_add_peer_after_leave_fails_closed),
-          TEST_CASE(test_idle_link_pinged_then_closed),
-          TEST_CASE(test_talking_link_stays_up),
-          TEST_CASE(test_handshake_timeout),
-          TEST_CASE(test_failed_dial_backoff_unpinned),
-          TEST_CASE(test_failed_dial_backoff_pinned),
-          TEST_CASE(test_deadline_after_timeout_is_in_future),
-          TEST_CASE(test_deadline_in_future_while_dial_pending),
-          TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
-          TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
-          TEST_CASE(test_tables_are_bounded),
-          TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
-          TEST_CASE(test_announced_message_is_grafted),
-          TEST_CASE(test_known_message_announced_is_not_grafted),
-          TEST_CASE(test_graft_is_answered_from_cache),
-          TEST_CASE(test_hello_must_match_authenticated_key),
-          TEST_CASE(test_sync_announces_recent_messages_once),
-          TEST_CASE(test_bad_gossip_frames_close_the_link),
-          TEST_CASE(test_too_many_ids_rejected),
-          TEST_CASE(test_propagation_filter),
-          TEST_CASE(test_slow_neighbour_dropped_never_the_last))
+/* ---- member presence (PROTOCOL.md §5.5) ------------------------------------
+ */
+
+/* Node `i`'s view of member `id` (0 when unknown); its incarnation. */
+static int member_state(world *w, int i, const uint8_t *id, uint32_t *inc) {
+  pm_member_info info[16];
+  size_t n = pm_node_members(w->n[i].node, info, 16);
+  for (size_t k = 0; k < n && k < 16; k++) {
+    if (memcmp(info[k].id, id, PM_NODE_ID_LEN) == 0) {
+      if (inc)
+        *inc = info[k].incarnation;
+      return info[k].state;
+    }
+  }
+  return 0;
+}
+
+static size_t count_member_ev(const world *w, int i, int kind,
+                              const uint8_t *id) {
+  size_t c = 0;
+  for (size_t k = 0; k < w->n[i].nev; k++)
+    c += w->n[i].ev[k].kind == kind &&
+         memcmp(w->n[i].ev[k].peer, id, PM_NODE_ID_LEN) == 0;
+  return c;
+}
+
+/* Three nodes that found each other through the resolver: a triangle. */
+static world *triangle(void) {
+  world *w = world_new(1000);
+  w->answer_resolve = 1;
+  for (uint8_t i = 0; i < 3; i++)
+    world_add(w, "lobby", (uint8_t)(0x11 * (i + 1)), 0, 0, 0);
+  run_until(w, 20000);
+  for (int i = 0; i < 3; i++)
+    CHECK_INT(stats(w, i).neighbors, 2);
+  return w;
+}
+
+/* A presence Flood from `origin_byte` with a binary body. */
+static void make_presence(pm_buf *b, uint8_t origin_byte, uint64_t seq,
+                          const char *action, const uint8_t *body, size_t len) {
+  pm_msg_flood m;
+  memset(&m, 0, sizeof m);
+  memset(m.origin, origin_byte, PM_NODE_ID_LEN);
+  m.seq = seq;
+  m.action = action;
+  m.action_len = strlen(action);
+  m.body = body;
+  m.body_len = len;
+  pm_msg_flood_id(&m, m.id);
+  pm_test_signature(m.origin, m.id, m.sig);
+  CHECK_INT(pm_msg_write_flood(b, &m), 0);
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+static void test_members_join_when_nodes_come_online(void) {
+  world *w = triangle();
+  for (int i = 0; i < 3; i++) {
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_JOINED), 2);
+    for (int j = 0; j < 3; j++) {
+      CHECK_INT(count_member_ev(w, i, PM_EV_MEMBER_JOINED, w->n[j].id), i != j);
+      CHECK_INT(member_state(w, i, w->n[j].id, NULL),
+                i == j ? 0 : PM_MEMBER_ALIVE); /* never itself */
+    }
+    CHECK_INT(stats(w, i).members, 2);
+    CHECK_INT(count_ev(w, i, PM_EV_MESSAGE), 0); /* never delivered */
+    CHECK_INT(stats(w, i).delivered, 0);
+  }
+  /* Refreshes follow (every 30 s +-25 % in a mesh this small), without
+   * new events; nobody fails while everyone is there. */
+  size_t alive0 = count_presence_by(w, 0, 1, "$alive", w->n[0].id);
+  CHECK_INT(alive0, 1); /* its join */
+  run_until(w, 20000 + 10 * 60000);
+  size_t refreshes = count_presence_by(w, 0, 1, "$alive", w->n[0].id) - 1;
+  CHECK(refreshes >= 16 && refreshes <= 27);
+  for (int i = 0; i < 3; i++) {
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_JOINED), 2);
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_FAILED), 0);
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_LEFT), 0);
+  }
+  world_free(w);
+}
+
+static void test_member_leaves(void) {
+  world *w = triangle();
+  pm_node_leave(w->n[2].node, w->now);
+  pump(w);
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT(count_member_ev(w, i, PM_EV_MEMBER_LEFT, w->n[2].id), 1);
+    CHECK_INT(member_state(w, i, w->n[2].id, NULL), PM_MEMBER_LEFT);
+    CHECK_INT(stats(w, i).members, 1);
+  }
+  /* A goodbye, not a crash: no suspicion, and nothing fails later. */
+  w->n[2].listening = 0;
+  run_until(w, w->now + 5 * 60000);
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT(count_presence(w, i, 1 - i, "$suspect"), 0);
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_FAILED), 0);
+    CHECK_INT(count_member_ev(w, i, PM_EV_MEMBER_LEFT, w->n[2].id), 1);
+  }
+  world_free(w);
+}
+
+/* Node `i` crashes: its connections end without a goodbye. */
+static void crash(world *w, int i) {
+  for (size_t k = 0; k < w->np; k++) {
+    pair *p = &w->p[k];
+    if (!p->open || (p->a != i && p->b != i))
+      continue;
+    p->open = 0;
+    int other = p->a == i ? p->b : p->a;
+    uint32_t ol = p->a == i ? p->lb : p->la;
+    if (other != RAW)
+      pm_node_link_closed(w->n[other].node, w->now, ol);
+  }
+  w->n[i].listening = 0;
+  w->n[i].dead = 1;
+  pm_node_free(w->n[i].node);
+  w->n[i].node = NULL;
+  pump(w);
+}
+
+static void test_crashed_member_fails_after_suspicion(void) {
+  world *w = triangle();
+  uint64_t t = w->now;
+  crash(w, 2);
+  /* Both survivors lost a link to it uncleanly and still have each other:
+   * each suspects it and says so. */
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT(count_presence(w, i, 1 - i, "$suspect"), 1);
+    CHECK_INT(member_state(w, i, w->n[2].id, NULL), PM_MEMBER_SUSPECT);
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_FAILED), 0);
+  }
+  run_until(w, t + 9999);
+  for (int i = 0; i < 2; i++)
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_FAILED), 0);
+  run_until(w, t + 10000);
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT(count_member_ev(w, i, PM_EV_MEMBER_FAILED, w->n[2].id), 1);
+    CHECK_INT(member_state(w, i, w->n[2].id, NULL), PM_MEMBER_FAILED);
+    CHECK_INT(stats(w, i).members, 1);
+    CHECK_INT(member_state(w, i, w->n[1 - i].id, NULL), PM_MEMBER_ALIVE);
+  }
+  run_until(w, t + 5 * 60000);
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_FAILED), 1);
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_LEFT), 0);
+  }
+  CHECK_INT(w->n[0].dead + w->n[1].dead, 0);
+  world_free(w);
+}
+
+static void test_suspected_member_refutes(void) {
+  world *w = triangle();
+  uint32_t inc_before = 99;
+  CHECK_INT(member_state(w, 0, w->n[2].id, &inc_before), PM_MEMBER_ALIVE);
+  /* The A-C connection breaks; both still reach B. Each suspects the other,
+   * each is told through B and refutes with a new incarnation. */
+  for (size_t k = 0; k < w->np; k++) {
+    pair *p = &w->p[k];
+    if (!p->open || !((p->a == 0 && p->b == 2) || (p->a == 2 && p->b == 0)))
+      continue;
+    p->open = 0;
+    pm_node_link_closed(w->n[p->a].node, w->now, p->la);
+    pm_node_link_closed(w->n[p->b].node, w->now, p->lb);
+  }
+  pump(w);
+  CHECK(count_presence(w, 0, 1, "$suspect") >= 1);
+  CHECK(count_presence(w, 2, 1, "$suspect") >= 1);
+  run_until(w, w->now + 60000);
+  for (int i = 0; i < 3; i++) {
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_FAILED), 0);
+    CHECK_INT(count_ev(w, i, PM_EV_MEMBER_JOINED), 2);
+    CHECK_INT(stats(w, i).members, 2);
+  }
+  uint32_t inc = 0;
+  CHECK_INT(member_state(w, 1, w->n[2].id, &inc), PM_MEMBER_ALIVE);
+  CHECK_INT(inc, inc_before + 1);
+  CHECK_INT(member_state(w, 0, w->n[2].id, &inc), PM_MEMBER_ALIVE);
+  CHECK_INT(inc, inc_before + 1);
+  world_free(w);
+}
+
+static void test_reserved_actions_refused(void) {
+  world *w = two_connected();
+  CHECK_INT(send_msg(w, 0, "$alive", "x", 0, 0, NULL), PM_ERR_INVAL);
+  CHECK_INT(send_msg(w, 0, "$", NULL, 0, 0, NULL), PM_ERR_INVAL);
+  CHECK_INT(send_msg(w, 0, "a$", NULL, 0, 0, NULL), 0);
+  CHECK_INT(count_msgs(w, 1, "a$"), 1);
+  world_free(w);
+}
+
+static void test_members_frame(void) {
+  world *w = world_new(1000);
+  world_add(w, "lobby", 0x11, 0, 0, 0);
+  /* A comes online through the raw neighbour: it asks for catch-up, and
+   * takes the Members frame that answers it. */
+  size_t r = raw_neighbor(w, 0, 0x77);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_SYNC), 1);
+  uint8_t f[6 + 2 + 3 * 40];
+  f[0] = 1;
+  f[1] = PM_FRAME_MEMBERS;
+  put_u32(f + 2, 2 + 3 * 40);
+  f[6] = 0;
+  f[7] = 3;
+  uint8_t *e = f + 8;
+  memset(e, 0x77, 32);
+  put_u32(e + 32, 4);
+  put_u32(e + 36, 30000);
+  memset(e + 40, 0x55, 32);
+  put_u32(e + 72, 9);
+  put_u32(e + 76, 900000);
+  memset(e + 80, 0x11, 32); /* A itself: skipped */
+  put_u32(e + 112, 1);
+  put_u32(e + 116, 30000);
+  CHECK_INT(raw_send(w, r, f, sizeof f), 0);
+  uint8_t id77[PM_NODE_ID_LEN], id55[PM_NODE_ID_LEN];
+  memset(id77, 0x77, sizeof id77);
+  memset(id55, 0x55, sizeof id55);
+  CHECK_INT(count_ev(w, 0, PM_EV_MEMBER_JOINED), 2);
+  CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_JOINED, id77), 1);
+  CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_JOINED, id55), 1);
+  uint32_t inc = 0;
+  CHECK_INT(member_state(w, 0, id55, &inc), PM_MEMBER_ALIVE);
+  CHECK_INT(inc, 9);
+  CHECK_INT(stats(w, 0).members, 2);
+  /* An empty one is fine. */
+  static const uint8_t empty[] = {1, PM_FRAME_MEMBERS, 0, 0, 0, 2, 0, 0};
+  CHECK_INT(raw_send(w, r, empty, sizeof empty), 0);
+  CHECK_INT(stats(w, 0).members, 2);
+
+  /* A's answer to the raw neighbour's Sync lists A first, then the live
+   * members it knows. */
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  CHECK_INT(pm_msg_write_sync(&b, 60000), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 1);
+  const uint8_t *mp = raw_last_payload(w, r, PM_FRAME_MEMBERS);
+  if (mp) {
+    CHECK_INT(mp[0] << 8 | mp[1], 3);
+    CHECK_MEM(mp + 2, w->n[0].id, PM_NODE_ID_LEN);
+  }
+
+  /* A count that does not match the length closes the link. */
+  static const uint8_t bad[] = {1, PM_FRAME_MEMBERS, 0, 0, 0, 2, 0, 1};
+  CHECK_INT(raw_send(w, r, bad, sizeof bad), PM_ERR_MALFORMED);
+  CHECK(!w->p[r].open);
+  CHECK_INT(stats(w, 0).invalid, 1);
+  CHECK_INT(stats(w, 0).members, 2);
+
+  /* Silent members fail after three announced intervals (plus the
+   * suspicion timeout): 0x77's 30 s, 0x55's 15 min. */
+  run_until(w, 1000 + 3 * 30000 + 10000 + 1);
+  CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_FAILED, id77), 1);
+  CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_FAILED, id55), 0);
+  run_until(w, 1000 + 3 * 900000 + 10000 + 1);
+  CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_FAILED, id55), 1);
+  CHECK_INT(stats(w, 0).members, 0);
+  pm_buf_free(&b);
+  world_free(w);
+}
+
+static void test_unasked_members_frame_ignored(void) {
+  world *w = two_connected();
+  size_t r = raw_neighbor(w, 0, 0x77); /* A was online: no Sync to it */
+  CHECK_INT(raw_frames(w, r, PM_FRAME_SYNC), 0);
+  uint8_t f[6 + 2 + 40];
+  f[0] = 1;
+  f[1] = PM_FRAME_MEMBERS;
+  put_u32(f + 2, 2 + 40);
+  f[6] = 0;
+  f[7] = 1;
+  memset(f + 8, 0x55, 32);
+  put_u32(f + 40, 1);
+  put_u32(f + 44, 30000);
+  CHECK_INT(raw_send(w, r, f, sizeof f), 0);
+  CHECK_INT(stats(w, 0).members, 1);
+  CHECK(w->p[r].open);
+  world_free(w);
+}
+
+static void test_presence_floods_checked(void) {
+  world *w = two_connected();
+  size_t r = raw_neighbor(w, 0, 0x77);
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  uint8_t body[36];
+  memset(body, 0, sizeof body);
+  size_t relayed = count_presence(w, 0, 1, "$alive");
+  /* Wrong sizes and unknown reserved actions are invalid: dropped,
+   * counted, not relayed. */
+  make_presence(&b, 0x77, 1, "$alive", body, 4);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  make_presence(&b, 0x77, 2, "$hello", body, 4);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(stats(w, 0).invalid, 2);
+  CHECK_INT(count_ev(w, 0, PM_EV_MEMBER_JOINED), 1); /* B only */
+  CHECK_INT(count_presence(w, 0, 1, "$alive"), relayed);
+  CHECK(w->p[r].open);
+  /* A good one: joined here and at B, relayed, never delivered. */
+  put_u32(body, 3);
+  put_u32(body + 4, 30000);
+  make_presence(&b, 0x77, 3, "$alive", body, 8);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  uint8_t id77[PM_NODE_ID_LEN];
+  memset(id77, 0x77, sizeof id77);
+  CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_JOINED, id77), 1);
+  CHECK_INT(count_member_ev(w, 1, PM_EV_MEMBER_JOINED, id77), 1);
+  CHECK_INT(count_presence(w, 0, 1, "$alive"), relayed + 1);
+  CHECK_INT(count_ev(w, 0, PM_EV_MESSAGE), 0);
+  CHECK_INT(count_ev(w, 1, PM_EV_MESSAGE), 0);
+  /* 0x77 suspects A: A refutes with a higher incarnation, pushed on every
+   * link; B keeps A alive at that incarnation. */
+  uint32_t inc = 0;
+  CHECK_INT(member_state(w, 1, w->n[0].id, &inc), PM_MEMBER_ALIVE);
+  size_t own = raw_frames(w, r, PM_FRAME_FLOOD);
+  memcpy(body, w->n[0].id, PM_NODE_ID_LEN);
+  put_u32(body + 32, inc);
+  make_presence(&b, 0x77, 4, "$suspect", body, 36);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_FLOOD), own + 1);
+  uint32_t inc2 = 0;
+  CHECK_INT(member_state(w, 1, w->n[0].id, &inc2), PM_MEMBER_ALIVE);
+  CHECK_INT(inc2, inc + 1);
+  /* 0x77 says goodbye. */
+  put_u32(body, 3);
+  make_presence(&b, 0x77, 5, "$leave", body, 4);
+  CHECK_INT(raw_send_buf(w, r, &b), 0);
+  CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_LEFT, id77), 1);
+  CHECK_INT(count_member_ev(w, 1, PM_EV_MEMBER_LEFT, id77), 1);
+  /* A presence message with a hop limit is invalid; the third strike
+   * closes the link. */
+  pm_msg_flood m;
+  memset(&m, 0, sizeof m);
+  memset(m.origin, 0x77, PM_NODE_ID_LEN);
+  m.seq = 6;
+  m.action = "$leave";
+  m.action_len = 6;
+  m.body = body;
+  m.body_len = 4;
+  m.has_hop_limit = 1;
+  m.hop_limit = 5;
+  pm_msg_flood_id(&m, m.id);
+  pm_test_signature(m.origin, m.id, m.sig);
+  CHECK_INT(pm_msg_write_flood(&b, &m), 0);
+  CHECK_INT(raw_send_buf(w, r, &b), PM_ERR_MALFORMED);
+  CHECK_INT(stats(w, 0).invalid, 3);
+  CHECK(!w->p[r].open);
+  pm_buf_free(&b);
+  world_free(w);
+}
+
+TEST_MAIN(
+    TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
+    TEST_CASE(test_three_node_mesh_delivers_once), TEST_CASE(test_hop_limits),
+    TEST_CASE(test_duplicate_floods_counted_not_delivered),
+    TEST_CASE(test_busy_node_refuses_with_referrals),
+    TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
+    TEST_CASE(test_simultaneous_dial_smaller_id_first),
+    TEST_CASE(test_simultaneous_dial_larger_id_first),
+    TEST_CASE(test_simultaneous_dial_late_hello),
+    TEST_CASE(test_second_link_same_direction),
+    TEST_CASE(test_bad_input_closes_only_that_link),
+    TEST_CASE(test_huge_header_byte_by_byte),
+    TEST_CASE(test_invalid_messages_dropped_then_link_closed),
+    TEST_CASE(test_ed25519_signatures),
+    TEST_CASE(test_replays_refused_after_dedup_forgets), TEST_CASE(test_leave),
+    TEST_CASE(test_leave_refers_every_neighbor),
+    TEST_CASE(test_add_peer_after_leave_fails_closed),
+    TEST_CASE(test_idle_link_pinged_then_closed),
+    TEST_CASE(test_talking_link_stays_up), TEST_CASE(test_handshake_timeout),
+    TEST_CASE(test_failed_dial_backoff_unpinned),
+    TEST_CASE(test_failed_dial_backoff_pinned),
+    TEST_CASE(test_deadline_after_timeout_is_in_future),
+    TEST_CASE(test_deadline_in_future_while_dial_pending),
+    TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
+    TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
+    TEST_CASE(test_tables_are_bounded),
+    TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
+    TEST_CASE(test_announced_message_is_grafted),
+    TEST_CASE(test_known_message_announced_is_not_grafted),
+    TEST_CASE(test_graft_is_answered_from_cache),
+    TEST_CASE(test_hello_must_match_authenticated_key),
+    TEST_CASE(test_sync_announces_recent_messages_once),
+    TEST_CASE(test_bad_gossip_frames_close_the_link),
+    TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter),
+    TEST_CASE(test_slow_neighbour_dropped_never_the_last),
+    TEST_CASE(test_members_join_when_nodes_come_online),
+    TEST_CASE(test_member_leaves),
+    TEST_CASE(test_crashed_member_fails_after_suspicion),
+    TEST_CASE(test_suspected_member_refutes),
+    TEST_CASE(test_reserved_actions_refused), TEST_CASE(test_members_frame),
+    TEST_CASE(test_unasked_members_frame_ignored),
+    TEST_CASE(test_presence_floods_checked))

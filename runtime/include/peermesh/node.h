@@ -8,7 +8,7 @@
  *     once its bytes are written, an address to dial, a wish for more
  *     addresses from the resolvers;
  *   - events (pm_node_next_event): messages delivered, online/offline,
- *     neighbours up and down.
+ *     neighbours up and down, members joined, left and failed.
  * and through pm_node_deadline, the time at which pm_node_handle_timeout must
  * next be called. Randomness comes from the injected `random` callback and
  * memory from the injected allocator, so a run is reproducible from its
@@ -94,6 +94,8 @@ typedef struct pm_node_config {
    * they accepted (replays), so a restarted node must start above its
    * earlier runs: runtime/io uses the wall clock in microseconds. */
   uint64_t first_seq;
+  /* Most members the presence table keeps (0 = 16384). */
+  uint32_t member_capacity;
 } pm_node_config;
 
 /* Creates a node. Returns 0 and sets *out, or PM_ERR_INVAL (bad mesh name,
@@ -151,12 +153,14 @@ typedef struct pm_send {
 } pm_send;
 
 /* Floods a message to the mesh and delivers it locally (event with
- * own = 1). Returns 0 and the message ID, PM_ERR_INVAL, PM_ERR_NOMEM, or
- * PM_ERR_CLOSED after pm_node_leave. */
+ * own = 1). Returns 0 and the message ID, PM_ERR_INVAL (also for actions
+ * beginning with '$', which are reserved for the core's presence messages),
+ * PM_ERR_NOMEM, or PM_ERR_CLOSED after pm_node_leave. */
 int pm_node_send(pm_node *node, uint64_t now, const pm_send *msg,
                  uint8_t id_out[PM_MSG_ID_LEN]) PM_MUST_CHECK;
 
-/* Says goodbye to every neighbour (Disconnect, leaving) and closes the links.
+/* Tells the mesh this member leaves (a "$leave" presence message), says
+ * goodbye to every neighbour (Disconnect, leaving) and closes the links.
  * Later commands fail with PM_ERR_CLOSED; outputs already queued remain. */
 void pm_node_leave(pm_node *node, uint64_t now);
 
@@ -194,6 +198,10 @@ enum pm_event_kind {
   PM_EV_NEIGHBOR_UP = 4,
   PM_EV_NEIGHBOR_DOWN = 5,
   PM_EV_LINK_ERROR = 6, /* a link was closed for a protocol error */
+  /* Member presence (docs/PROTOCOL.md §5.5); `peer` is the member's ID. */
+  PM_EV_MEMBER_JOINED = 7, /* first heard of, or back after left/failed */
+  PM_EV_MEMBER_LEFT = 8,   /* said goodbye */
+  PM_EV_MEMBER_FAILED = 9, /* suspected and not refuted, or long silent */
 };
 
 typedef struct pm_event {
@@ -208,7 +216,7 @@ typedef struct pm_event {
   const char *action; /* NUL-terminated */
   const uint8_t *body;
   size_t body_len;
-  /* PM_EV_NEIGHBOR_UP/DOWN, PM_EV_LINK_ERROR */
+  /* PM_EV_NEIGHBOR_UP/DOWN, PM_EV_LINK_ERROR; PM_EV_MEMBER_*: the member */
   uint8_t peer[PM_NODE_ID_LEN]; /* zero when the peer never said hello */
   const char *addr;             /* the peer's address, NUL-terminated */
   int reason;                   /* enum pm_close_reason */
@@ -252,11 +260,32 @@ typedef struct pm_node_stats {
   uint64_t replayed;   /* messages refused as replays of older ones */
   uint64_t grafts;     /* messages asked for after an announcement */
   uint64_t dropped;    /* copies not queued for a last, slow neighbour */
+  unsigned members;    /* other members known alive (or suspect) */
 } pm_node_stats;
 
 void pm_node_get_stats(const pm_node *node, pm_node_stats *out);
 int pm_node_is_online(const pm_node *node);
 const uint8_t *pm_node_id(const pm_node *node);
+
+/* ---- members ----------------------------------------------------------- */
+
+enum pm_member_state {
+  PM_MEMBER_ALIVE = 1,
+  PM_MEMBER_SUSPECT = 2, /* a neighbour lost it; failed unless it refutes */
+  PM_MEMBER_LEFT = 3,
+  PM_MEMBER_FAILED = 4,
+};
+
+typedef struct pm_member_info {
+  uint8_t id[PM_NODE_ID_LEN];
+  uint32_t incarnation;
+  int state;           /* enum pm_member_state */
+  uint64_t last_heard; /* node time (ms) of the last news of it */
+} pm_member_info;
+
+/* Copies up to `max` entries of the member table (this node excluded), in
+ * no particular order, and returns how many it holds. */
+size_t pm_node_members(const pm_node *node, pm_member_info *out, size_t max);
 const char *pm_node_mesh(const pm_node *node);
 
 #endif

@@ -1,0 +1,81 @@
+/* The member table: who is in the mesh, as far as this node knows
+ * (docs/PROTOCOL.md §5.5). A pure data structure: the node feeds it the
+ * presence messages it accepted, with the current time, and it answers
+ * which events follow.
+ *
+ * Per member: its incarnation (raised by the member itself to refute a
+ * suspicion), its state, when it was last heard from, the refresh interval
+ * it announced, and when it was suspected. Rules:
+ *   - alive(inc): an unknown member, or one failed with inc >= known, or
+ *     left with inc > known, becomes alive: JOINED. An alive member with
+ *     inc >= known, or a suspect with inc > known (a refutation), stays or
+ *     becomes alive silently. Older incarnations are ignored.
+ *   - leave(inc): inc >= known makes a known member left: LEFT (silently
+ *     when it had failed already).
+ *   - suspect(inc): an alive member with inc >= known becomes suspect.
+ *   - expire(now): a suspect not refuted within `suspect_ms`, or an alive
+ *     member silent for 3 announced intervals plus `suspect_ms`, fails:
+ *     FAILED.
+ * At most `capacity` members are kept; when full, the longest-silent member
+ * that is not alive goes first, else the longest-silent one. The entry
+ * array grows as needed, never beyond the capacity. */
+#ifndef PM_CORE_MEMBERS_H
+#define PM_CORE_MEMBERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peermesh/alloc.h"
+#include "peermesh/node.h"
+
+/* Members: u16 count, count x (id[32], u32 incarnation, u32 interval_ms). */
+#define PM_FRAME_MEMBERS 0x26
+#define PM_MEMBERS_ENTRY_LEN (PM_NODE_ID_LEN + 8)
+#define PM_MEMBERS_PER_FRAME 1024
+
+/* What a change means to the application. */
+enum pm_members_change {
+  PM_MEMBERS_NONE = 0,   /* nothing to report (refresh, stale, unknown) */
+  PM_MEMBERS_JOINED = 1, /* became alive: unknown, left or failed before */
+  PM_MEMBERS_LEFT = 2,
+  PM_MEMBERS_SUSPECTED = 3, /* alive -> suspect (not reported to the app) */
+};
+
+typedef struct pm_members pm_members;
+
+typedef void (*pm_members_failed_fn)(void *ud,
+                                     const uint8_t id[PM_NODE_ID_LEN]);
+
+pm_members *pm_members_new(const pm_allocator *alloc, uint32_t capacity,
+                           uint64_t suspect_ms);
+void pm_members_free(pm_members *t);
+
+/* `interval_ms` is the member's announced refresh interval. Returns a
+ * change, or PM_ERR_NOMEM. */
+int pm_members_alive(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                     uint32_t inc, uint32_t interval_ms, uint64_t now);
+int pm_members_leave(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                     uint32_t inc, uint64_t now);
+int pm_members_suspect(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                       uint32_t inc, uint64_t now);
+/* Anything else heard from the member (any message it wrote). */
+void pm_members_heard(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                      uint64_t now);
+
+/* Fails the members due at `now`, calling `fn` for each. */
+void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
+                       void *ud);
+/* When pm_members_expire has work next (a lower bound), or UINT64_MAX. */
+uint64_t pm_members_deadline(const pm_members *t);
+
+/* Looks a member up: 1 and its state/incarnation, or 0 when unknown. */
+int pm_members_get(const pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                   int *state, uint32_t *inc);
+/* Members in the table, and those alive or suspect. */
+uint32_t pm_members_count(const pm_members *t);
+uint32_t pm_members_live(const pm_members *t);
+/* The i-th entry (0 <= i < count), in no particular order. */
+void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
+                   uint32_t *interval_ms);
+
+#endif
