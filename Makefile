@@ -64,7 +64,7 @@ clean:
 # corpus in tests/fuzz/corpus is only read.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := frame node resolver
+FUZZ_TARGETS := frame node resolver secure
 .PHONY: fuzz
 fuzz: deps
 	@./tests/ensure-deps.sh clang libclang-rt-dev

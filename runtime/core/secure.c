@@ -52,8 +52,8 @@ static int write_handshake(pm_secure *s, const uint8_t *payload, size_t len,
   uint8_t *h = out->data + out->len;
   r = pm_noise_handshake_write(&s->hs, payload, len, h + PM_SECURE_HEADER, n,
                                &got);
-  if (r)
-    return r;
+  if (r) /* a DH with the peer's ephemeral key gave zero: a bad key */
+    return r == PM_NOISE_ERR_DECRYPT ? PM_ERR_AUTH : r;
   put_header(h, PM_SECURE_REC_HANDSHAKE, got);
   out->len += PM_SECURE_HEADER + got;
   return 0;
