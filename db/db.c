@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* Stored in the header's application_id so that another program's SQLite
  * file is recognised as foreign instead of being given our tables. */
@@ -117,6 +118,7 @@ struct pm_db {
   int readonly;
   int walking; /* a callback walk holds a statement */
   sqlite3_stmt *st[ST_COUNT];
+  int busy; /* the last error was SQLITE_BUSY */
   char errmsg[512];
 };
 
@@ -139,6 +141,7 @@ static void set_err(pm_db *db, const char *fmt, ...) {
  * user needs for "unable to open database file". */
 static int sql_err(pm_db *db, int rc) {
   int primary = rc & 0xff;
+  db->busy = primary == SQLITE_BUSY;
   const char *msg = db->sql ? sqlite3_errmsg(db->sql) : sqlite3_errstr(rc);
   int sys = db->sql ? sqlite3_system_errno(db->sql) : 0;
   if (primary == SQLITE_CANTOPEN && sys != 0)
@@ -337,6 +340,8 @@ static int prepare_all(pm_db *db) {
   return 0;
 }
 
+static int schema_steps(pm_db *db);
+
 static int open_steps(pm_db *db) {
   if (db->readonly) {
     struct stat sb;
@@ -353,9 +358,32 @@ static int open_steps(pm_db *db) {
       return sql_err(db, SQLITE_NOMEM);
     return sql_err(db, rc);
   }
-  int64_t version = 0;
   if ((rc = configure(db)) != 0)
     return rc;
+  /* While another process switches a new file to WAL or recovers it, SQLite
+   * answers BUSY at once rather than calling the busy handler (which could
+   * deadlock there), so the schema steps are retried for as long as the
+   * busy timeout would have waited. */
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    rc = schema_steps(db);
+    if (rc == 0)
+      return prepare_all(db);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    int64_t waited = (int64_t)(t.tv_sec - t0.tv_sec) * 1000 +
+                     (t.tv_nsec - t0.tv_nsec) / 1000000;
+    if (!db->busy || waited >= PM_DB_BUSY_TIMEOUT_MS)
+      return rc;
+    sqlite3_sleep(10);
+  }
+}
+
+/* Reads the schema version and, for a writable database, switches it to WAL
+ * and migrates it. */
+static int schema_steps(pm_db *db) {
+  int64_t version = 0;
+  int rc;
   /* One read transaction, so that the three reads see one snapshot even
    * while another process is migrating the file. */
   if ((rc = exec(db, "BEGIN")) != 0)
@@ -382,7 +410,7 @@ static int open_steps(pm_db *db) {
         (rc = migrate(db)) != 0)
       return rc;
   }
-  return prepare_all(db);
+  return 0;
 }
 
 int pm_db_open(const char *path, int flags, pm_db **out, char *err,
