@@ -25,17 +25,52 @@ void sim_metrics_init(sim *s) {
     slots *= 2;
   s->msg_slots = sim_xcalloc(slots, sizeof *s->msg_slots);
   s->msg_mask = slots - 1;
-  s->c.lat_len = LAT_BUCKETS;
-  s->c.lat_hist = sim_xcalloc(LAT_BUCKETS, sizeof *s->c.lat_hist);
-  s->c.hop_len = HOP_BUCKETS;
-  s->c.hop_hist = sim_xcalloc(HOP_BUCKETS, sizeof *s->c.hop_hist);
+  for (uint32_t i = 0; i < s->nparts; i++) {
+    sim_part *p = &s->parts[i];
+    p->c.lat_len = LAT_BUCKETS;
+    p->c.lat_hist = sim_xcalloc(LAT_BUCKETS, sizeof *p->c.lat_hist);
+    p->c.hop_len = HOP_BUCKETS;
+    p->c.hop_hist = sim_xcalloc(HOP_BUCKETS, sizeof *p->c.hop_hist);
+    p->msg_delivered = sim_xcalloc((size_t)m + 1, sizeof *p->msg_delivered);
+    p->msg_delivered_same =
+        sim_xcalloc((size_t)m + 1, sizeof *p->msg_delivered_same);
+  }
 }
 
 void sim_metrics_free(sim *s) {
   free(s->msgs);
   free(s->msg_slots);
-  free(s->c.lat_hist);
-  free(s->c.hop_hist);
+  for (uint32_t i = 0; i < s->nparts; i++) {
+    sim_part *p = &s->parts[i];
+    free(p->c.lat_hist);
+    free(p->c.hop_hist);
+    free(p->msg_delivered);
+    free(p->msg_delivered_same);
+  }
+}
+
+uint64_t sim_sum_counter(const sim *s, size_t offset) {
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < s->nparts; i++) {
+    uint64_t v;
+    memcpy(&v, (const uint8_t *)&s->parts[i].c + offset, sizeof v);
+    sum += v;
+  }
+  return sum;
+}
+
+static uint32_t msg_delivered(const sim *s, uint32_t idx) {
+  uint32_t sum = 0;
+  for (uint32_t i = 0; i < s->nparts; i++)
+    sum += s->parts[i].msg_delivered[idx];
+  return sum;
+}
+
+static uint32_t msg_delivered_same(const sim *s, uint32_t idx) {
+  uint32_t sum = 0;
+  for (uint32_t i = 0; i < s->nparts; i++)
+    sum += s->parts[i].msg_delivered_same[idx];
+  return sum;
 }
 
 static uint32_t id_slot(const uint8_t *id) {
@@ -64,7 +99,7 @@ static int must_receive(const sim *s, uint32_t n, uint64_t at,
 
 void sim_msg_sent(sim *s, uint32_t sender, const uint8_t id[PM_MSG_ID_LEN]) {
   if (s->nmsgs >= s->o->messages || msg_find(s, id) != SIM_NONE) {
-    s->c.sim_errors++;
+    s->parts[0].c.sim_errors++;
     return;
   }
   uint32_t idx = s->nmsgs++;
@@ -74,6 +109,7 @@ void sim_msg_sent(sim *s, uint32_t sender, const uint8_t id[PM_MSG_ID_LEN]) {
   m->sender = sender;
   m->during_cut = (uint8_t)s->cut;
   uint8_t side = s->hosts[s->nodes[sender].host].side;
+  m->sender_side = side;
   for (uint32_t i = 0; i < s->nlive; i++) {
     uint32_t r = s->live[i];
     if (!must_receive(s, r, s->now, sender))
@@ -81,51 +117,53 @@ void sim_msg_sent(sim *s, uint32_t sender, const uint8_t id[PM_MSG_ID_LEN]) {
     m->expected++;
     m->expected_same += s->hosts[s->nodes[r].host].side == side;
   }
-  s->c.expected += m->expected;
+  s->expected += m->expected;
   uint32_t i = id_slot(id) & s->msg_mask;
   while (s->msg_slots[i])
     i = (i + 1) & s->msg_mask;
   s->msg_slots[i] = idx + 1;
   uint64_t v;
   memcpy(&v, id, sizeof v);
-  sim_trace(s, v);
+  sim_trace_fold(&s->trace, v);
 }
 
-void sim_on_message(sim *s, uint32_t n, const pm_event *ev) {
+void sim_on_message(sim_part *p, uint32_t n, const pm_event *ev) {
+  sim *s = p->s;
   if (ev->own)
     return;
   uint32_t idx = msg_find(s, ev->id);
   if (idx == SIM_NONE) {
-    s->c.unknown_messages++;
+    p->c.unknown_messages++;
     return;
   }
   uint64_t v;
   memcpy(&v, ev->id, sizeof v);
-  sim_trace(s, v ^ ((uint64_t)n << 40) ^ ev->hops);
+  sim_trace(p, v ^ ((uint64_t)n << 40) ^ ev->hops);
   uint8_t *bits = s->delivered + (size_t)n * s->bits_per_node;
   uint8_t mask = (uint8_t)(1u << (idx % 8));
   if (bits[idx / 8] & mask) {
-    s->c.duplicate_deliveries++;
+    p->c.duplicate_deliveries++;
     if (s->o->verbose)
       fprintf(stderr, "[%llu] duplicate delivery of message %u to node %u\n",
-              (unsigned long long)s->now, idx, n);
+              (unsigned long long)p->now, idx, n);
     return;
   }
   bits[idx / 8] |= mask;
-  s->c.deliveries_all++;
-  sim_msg *m = &s->msgs[idx];
+  p->c.deliveries_all++;
+  const sim_msg *m = &s->msgs[idx];
   if (!must_receive(s, n, m->sent_at, m->sender))
     return;
-  m->delivered++;
-  m->delivered_same += s->hosts[s->nodes[n].host].side ==
-                       s->hosts[s->nodes[m->sender].host].side;
-  s->c.deliveries++;
-  uint64_t lat = s->now - m->sent_at;
-  s->c.lat_hist[lat < s->c.lat_len ? lat : s->c.lat_len - 1]++;
-  s->c.hop_hist[ev->hops < s->c.hop_len ? ev->hops : s->c.hop_len - 1]++;
+  p->msg_delivered[idx]++;
+  p->msg_delivered_same[idx] +=
+      s->hosts[s->nodes[n].host].side == m->sender_side;
+  p->c.deliveries++;
+  uint64_t lat = p->now - m->sent_at;
+  p->c.lat_hist[lat < p->c.lat_len ? lat : p->c.lat_len - 1]++;
+  p->c.hop_hist[ev->hops < p->c.hop_len ? ev->hops : p->c.hop_len - 1]++;
 }
 
-void sim_count_frames(sim *s, sim_dir *d, const uint8_t *p, size_t len) {
+void sim_count_frames(sim_part *pt, sim_end *d, const uint8_t *p,
+                      size_t len) {
   while (len) {
     if (d->hdr_have < PM_FRAME_HEADER) {
       size_t k = PM_FRAME_HEADER - d->hdr_have;
@@ -159,26 +197,26 @@ void sim_count_frames(sim *s, sim_dir *d, const uint8_t *p, size_t len) {
       uint64_t bytes = PM_FRAME_HEADER + (uint64_t)d->frame_len;
       int payload = d->frame_type == PM_FRAME_FLOOD &&
                     d->flood_id_have == PM_MSG_ID_LEN &&
-                    msg_find(s, d->flood_id) != SIM_NONE;
+                    msg_find(pt->s, d->flood_id) != SIM_NONE;
       d->flood_id_have = 0;
       if (payload) {
-        s->c.flood_frames++;
-        s->c.flood_bytes += bytes;
+        pt->c.flood_frames++;
+        pt->c.flood_bytes += bytes;
       } else {
-        s->c.control_frames++;
-        s->c.control_bytes += bytes;
+        pt->c.control_frames++;
+        pt->c.control_bytes += bytes;
       }
       d->hdr_have = 0;
     }
   }
 }
 
-void sim_debug_segment(sim *s, uint32_t ci, uint32_t di, const uint8_t *p,
+void sim_debug_segment(sim_part *pt, const sim_end *e, const uint8_t *p,
                        size_t len) {
-  const sim_conn *c = &s->conns[ci];
-  fprintf(stderr, "[%llu] conn %u: node %u -> node %u, %zu bytes:",
-          (unsigned long long)s->now, ci, c->node[di], c->node[1 - di], len);
-  if (c->dir[di].hdr_have || c->dir[di].frame_left) {
+  const sim *s = pt->s;
+  fprintf(stderr, "[%llu] node %u -> node %u, %zu bytes:",
+          (unsigned long long)pt->now, e->peer_node, e->node, len);
+  if (e->hdr_have || e->frame_left) {
     fprintf(stderr, " (continues a frame)\n");
     return;
   }
@@ -218,19 +256,24 @@ static uint32_t uf_find(uint32_t *uf, uint32_t x) {
 uint32_t sim_components(sim *s) {
   for (uint32_t i = 0; i < s->nlive; i++)
     s->uf[s->live[i]] = s->live[i];
-  for (uint32_t ci = 0; ci < s->conns_len; ci++) {
-    const sim_conn *c = &s->conns[ci];
-    if (!c->in_use || !c->up[0] || !c->up[1] ||
-        !sim_node_alive(s, c->node[0]) || !sim_node_alive(s, c->node[1]))
-      continue;
-    uint32_t a = uf_find(s->uf, c->node[0]), b = uf_find(s->uf, c->node[1]);
-    if (a != b)
-      s->uf[a < b ? b : a] = a < b ? a : b;
+  for (uint32_t pi = 0; pi < s->nparts; pi++) {
+    const sim_part *p = &s->parts[pi];
+    for (uint32_t ei = 0; ei < p->ends_len; ei++) {
+      const sim_end *e = &p->ends[ei];
+      if (e->state != SIM_END_OPEN || !e->up || !sim_net_peer_up(s, e))
+        continue;
+      uint32_t x = e->node, y = e->peer_node;
+      if (!sim_node_alive(s, x) || !sim_node_alive(s, y) ||
+          s->nodes[x].live_pos == SIM_NONE || s->nodes[y].live_pos == SIM_NONE)
+        continue;
+      uint32_t a = uf_find(s->uf, x), b = uf_find(s->uf, y);
+      if (a != b)
+        s->uf[a < b ? b : a] = a < b ? a : b;
+    }
   }
   uint32_t comps = 0;
   for (uint32_t i = 0; i < s->nlive; i++)
     comps += uf_find(s->uf, s->live[i]) == s->live[i];
-  s->comps_dirty = 0;
   return comps;
 }
 
@@ -334,16 +377,17 @@ static void report_missing(const sim *s) {
           stderr,
           "message %u from node %u at %llu: %u of %u (same side %u of %u)\n", i,
           s->msgs[i].sender, (unsigned long long)s->msgs[i].sent_at,
-          s->msgs[i].delivered, s->msgs[i].expected, s->msgs[i].delivered_same,
+          msg_delivered(s, i), s->msgs[i].expected, msg_delivered_same(s, i),
           s->msgs[i].expected_same);
   for (uint32_t i = 0; i < s->nmsgs && shown < 20; i++) {
     const sim_msg *m = &s->msgs[i];
-    if (m->delivered == m->expected)
+    uint32_t got = msg_delivered(s, i);
+    if (got == m->expected)
       continue;
     fprintf(stderr,
             "message %u from node %u at %llu: %u of %u delivered; "
             "missed by",
-            i, m->sender, (unsigned long long)m->sent_at, m->delivered,
+            i, m->sender, (unsigned long long)m->sent_at, got,
             m->expected);
     uint32_t listed = 0;
     for (uint32_t n = 0; n < s->nnodes && listed < 8; n++) {
@@ -361,11 +405,46 @@ static void report_missing(const sim *s) {
   }
 }
 
+/* The partitions' counters added up; the histograms into partition 0's. */
+static void combine(sim *s, sim_counters *c) {
+  *c = s->parts[0].c;
+  for (uint32_t i = 1; i < s->nparts; i++) {
+    const sim_counters *d = &s->parts[i].c;
+    c->events += d->events;
+    c->deliveries += d->deliveries;
+    c->deliveries_all += d->deliveries_all;
+    c->duplicate_deliveries += d->duplicate_deliveries;
+    c->unknown_messages += d->unknown_messages;
+    c->flood_frames += d->flood_frames;
+    c->flood_bytes += d->flood_bytes;
+    c->control_frames += d->control_frames;
+    c->control_bytes += d->control_bytes;
+    c->bytes_dropped += d->bytes_dropped;
+    c->link_errors += d->link_errors;
+    c->send_errors += d->send_errors;
+    c->open_refused += d->open_refused;
+    c->add_peer_refused += d->add_peer_refused;
+    c->dials += d->dials;
+    c->dial_failures += d->dial_failures;
+    c->resolves += d->resolves;
+    c->timer_spins += d->timer_spins;
+    c->sim_errors += d->sim_errors;
+    if (d->max_neighbors_seen > c->max_neighbors_seen)
+      c->max_neighbors_seen = d->max_neighbors_seen;
+    for (size_t k = 0; k < c->lat_len; k++)
+      c->lat_hist[k] += d->lat_hist[k];
+    for (size_t k = 0; k < c->hop_len; k++)
+      c->hop_hist[k] += d->hop_hist[k];
+  }
+}
+
 void sim_metrics_report(sim *s, sim_result *r) {
   if (s->o->verbose)
     report_missing(s);
   const sim_opts *o = s->o;
-  const sim_counters *c = &s->c;
+  sim_counters all;
+  combine(s, &all);
+  const sim_counters *c = &all;
   memset(r, 0, sizeof *r);
   r->scenario = sim_scenario_name(o->scenario);
   r->seed = o->seed;
@@ -375,13 +454,13 @@ void sim_metrics_report(sim *s, sim_result *r) {
   put(r, "nodes", 0, o->nodes);
   put(r, "messages", 0, o->messages);
   put(r, "delivery_ratio", 1,
-      c->expected ? ratio(c->deliveries, c->expected) : 1.0);
+      s->expected ? ratio(c->deliveries, s->expected) : 1.0);
   if (s->fault_at != SIM_NEVER) {
     uint64_t want = 0, got = 0;
     for (uint32_t i = 0; i < s->nmsgs; i++) {
       if (s->msgs[i].sent_at >= s->fault_at + 1000) {
         want += s->msgs[i].expected;
-        got += s->msgs[i].delivered;
+        got += msg_delivered(s, i);
       }
     }
     put(r, "delivery_ratio_after_fault", 1, want ? ratio(got, want) : 1.0);
@@ -392,7 +471,7 @@ void sim_metrics_report(sim *s, sim_result *r) {
     for (uint32_t i = 0; i < s->nmsgs; i++) {
       if (s->msgs[i].during_cut) {
         want += s->msgs[i].expected_same;
-        got += s->msgs[i].delivered_same;
+        got += msg_delivered_same(s, i);
       }
     }
     put(r, "delivery_ratio_same_side", 1, want ? ratio(got, want) : 1.0);
@@ -429,7 +508,7 @@ void sim_metrics_report(sim *s, sim_result *r) {
   put(r, "min_neighbors_end", 0, s->nlive ? min_nb : 0);
   put(r, "messages_sent", 0, s->nmsgs);
   put(r, "deliveries", 0, (double)c->deliveries);
-  put(r, "expected_deliveries", 0, (double)c->expected);
+  put(r, "expected_deliveries", 0, (double)s->expected);
   put(r, "deliveries_all", 0, (double)c->deliveries_all);
   put(r, "live_nodes", 0, s->nlive);
   put(r, "link_errors", 0, (double)c->link_errors);
@@ -444,7 +523,7 @@ void sim_metrics_report(sim *s, sim_result *r) {
   put(r, "timer_spins", 0, (double)c->timer_spins);
   put(r, "sim_errors", 0, (double)c->sim_errors);
   put(r, "unknown_messages", 0, (double)c->unknown_messages);
-  put(r, "events", 0, (double)c->events);
+  put(r, "events", 0, (double)(c->events + s->events));
   put(r, "wall_s", 1, wall);
   put(r, "rss_bytes_per_node", 0,
       o->nodes ? (double)rss_bytes() / o->nodes : 0);

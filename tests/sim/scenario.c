@@ -58,7 +58,7 @@ static void plan_churn(sim *s, uint64_t first, uint64_t until, uint64_t step) {
     st->joiner = sim_host_add(s);
     up[nup++] = st->joiner;
     st->graceful = (uint8_t)(j % 2 == 0);
-    sim_evq_push(&s->q, t, SIM_EV_CHURN, j, 0);
+    sim_heap_push(&s->gq, t, SIM_EV_CHURN, j, 0);
   }
   s->nchurn = cap;
   free(up);
@@ -80,23 +80,22 @@ void sim_scenario_setup(sim *s) {
     sim_host_add(s);
   for (uint32_t i = 0; i < n; i++) {
     uint64_t at = o->startup_ms ? sim_rng_below(&s->rng, o->startup_ms) : 0;
-    sim_evq_push(&s->q, at, SIM_EV_START, i, 0);
+    sim_evq_push(&s->parts[s->hosts[i].part].q, at, SIM_EV_START, i, 0);
   }
   uint32_t extra = 0;
   switch (o->scenario) {
   case SIM_KILL30:
-    sim_evq_push(&s->q, s->t0, SIM_EV_KILL, 0, 0);
+    sim_heap_push(&s->gq, s->t0, SIM_EV_KILL, 0, 0);
     s->fault_at = s->t0;
     break;
   case SIM_PARTITION:
-    sim_evq_push(&s->q, s->t0, SIM_EV_CUT_START, 0, 0);
-    sim_evq_push(&s->q, s->t0 + o->partition_ms, SIM_EV_CUT_END, 0, 0);
+    sim_heap_push(&s->gq, s->t0, SIM_EV_CUT_START, 0, 0);
+    sim_heap_push(&s->gq, s->t0 + o->partition_ms, SIM_EV_CUT_END, 0, 0);
     fault_end = s->heal_ref = s->t0 + o->partition_ms;
     break;
   case SIM_CHURN:
     plan_churn(s, s->t0 + o->churn_interval_ms, phase_end,
                o->churn_interval_ms);
-    extra = s->nchurn;
     if (s->nchurn)
       fault_end = s->heal_ref =
           s->t0 + (uint64_t)s->nchurn * o->churn_interval_ms;
@@ -104,8 +103,8 @@ void sim_scenario_setup(sim *s) {
   case SIM_RESTART: {
     uint64_t after = o->restart_after_ms != SIM_NEVER ? o->restart_after_ms
                                                       : (phase_end - s->t0) / 2;
-    sim_evq_push(&s->q, s->t0, SIM_EV_KILL, 0, 0);
-    sim_evq_push(&s->q, s->t0 + after, SIM_EV_RESTART, 0, 0);
+    sim_heap_push(&s->gq, s->t0, SIM_EV_KILL, 0, 0);
+    sim_heap_push(&s->gq, s->t0 + after, SIM_EV_RESTART, 0, 0);
     fault_end = s->heal_ref = s->fault_at = s->t0 + after;
     extra = n;
     break;
@@ -114,14 +113,16 @@ void sim_scenario_setup(sim *s) {
     break;
   }
   if (o->messages)
-    sim_evq_push(&s->q, s->t0, SIM_EV_SEND, 0, 0);
-  sim_evq_push(&s->q, s->heal_ref, SIM_EV_SAMPLE, 0, 0);
+    sim_heap_push(&s->gq, s->t0, SIM_EV_SEND, 0, 0);
+  sim_heap_push(&s->gq, s->heal_ref, SIM_EV_SAMPLE, 0, 0);
   if (o->verbose)
-    sim_evq_push(&s->q, 10000, SIM_EV_PROGRESS, 0, 0);
+    sim_heap_push(&s->gq, 10000, SIM_EV_PROGRESS, 0, 0);
   uint64_t windows_end = last_send + o->window_ms;
   s->end_at = (windows_end > fault_end ? windows_end : fault_end) + o->drain_ms;
 
-  s->nodes_cap = n + extra;
+  /* Node h is host h's first incarnation; restarts come after them. */
+  s->nnodes = s->nhosts;
+  s->nodes_cap = s->nhosts + extra;
   s->nodes = sim_xcalloc(s->nodes_cap, sizeof *s->nodes);
   s->live = sim_xcalloc(s->nodes_cap, sizeof *s->live);
   s->uf = sim_xcalloc(s->nodes_cap, sizeof *s->uf);
@@ -133,9 +134,9 @@ void sim_scenario_setup(sim *s) {
 static void send_message(sim *s, uint32_t k) {
   const sim_opts *o = s->o;
   if (k + 1 < o->messages)
-    sim_evq_push(&s->q, s->now + o->interval_ms, SIM_EV_SEND, k + 1, 0);
+    sim_heap_push(&s->gq, s->now + o->interval_ms, SIM_EV_SEND, k + 1, 0);
   if (s->nlive == 0) {
-    s->c.send_errors++;
+    s->parts[0].c.send_errors++;
     return;
   }
   uint32_t n = s->live[sim_rng_below(&s->rng, s->nlive)];
@@ -149,16 +150,17 @@ static void send_message(sim *s, uint32_t k) {
   msg.body_len = (size_t)len;
   msg.time_ms = 1767225600000ull + s->now; /* 2026-01-01 plus virtual time */
   uint8_t id[PM_MSG_ID_LEN];
+  sim_part *p = sim_node_part(s, n);
   int rc = pm_node_send(s->nodes[n].core, s->now, &msg, id);
   if (rc) {
-    s->c.send_errors++;
+    p->c.send_errors++;
     if (o->verbose)
       fprintf(stderr, "[%llu] send from node %u: %s\n",
               (unsigned long long)s->now, n, pm_strerror(rc));
   } else {
     sim_msg_sent(s, n, id);
   }
-  sim_pump(s, n);
+  sim_pump(p, n);
 }
 
 static void kill_fraction(sim *s) {
@@ -166,7 +168,7 @@ static void kill_fraction(sim *s) {
   for (uint32_t i = 0; i < k && s->nlive; i++) {
     uint32_t n = s->live[sim_rng_below(&s->rng, s->nlive)];
     s->killed[s->nkilled++] = s->nodes[n].host;
-    sim_node_crash(s, n);
+    sim_node_crash(sim_node_part(s, n), n);
   }
 }
 
@@ -179,7 +181,7 @@ static void sample(sim *s) {
     return;
   }
   if (s->now + 100 <= s->end_at)
-    sim_evq_push(&s->q, s->now + 100, SIM_EV_SAMPLE, 0, 0);
+    sim_heap_push(&s->gq, s->now + 100, SIM_EV_SAMPLE, 0, 0);
 }
 
 void sim_scenario_event(sim *s, const sim_event *ev) {
@@ -191,39 +193,52 @@ void sim_scenario_event(sim *s, const sim_event *ev) {
     kill_fraction(s);
     break;
   case SIM_EV_RESTART:
-    for (uint32_t i = 0; i < s->nkilled; i++)
-      sim_node_start(s, s->killed[i], 1);
+    for (uint32_t i = 0; i < s->nkilled; i++) {
+      uint32_t h = s->killed[i];
+      sim_node_start(&s->parts[s->hosts[h].part], h, s->nnodes++, 1);
+    }
     break;
   case SIM_EV_CUT_START:
     s->cut = 1;
     break;
   case SIM_EV_CUT_END:
-    sim_net_cut_end(s);
+    s->cut = 0;
+    for (uint32_t i = 0; i < s->nparts; i++)
+      sim_net_cut_end(&s->parts[i]);
     break;
   case SIM_EV_CHURN: {
     const sim_churn_step *st = &s->churn[ev->a];
     uint32_t v = s->hosts[st->victim].node;
     if (v != SIM_NONE) {
       if (st->graceful)
-        sim_node_leave(s, v);
+        sim_node_leave(sim_node_part(s, v), v);
       else
-        sim_node_crash(s, v);
+        sim_node_crash(sim_node_part(s, v), v);
     }
-    sim_node_start(s, st->joiner, 0);
+    /* A joiner's first node has the host's number. */
+    sim_node_start(&s->parts[s->hosts[st->joiner].part], st->joiner,
+                   st->joiner, 0);
     break;
   }
   case SIM_EV_SAMPLE:
     sample(s);
     break;
   case SIM_EV_PROGRESS:
+  {
+    uint64_t ends = 0;
+    for (uint32_t i = 0; i < s->nparts; i++)
+      ends += s->parts[i].ends_in_use;
     fprintf(stderr,
             "[%6.1f s virtual] live %u, events %llu, deliveries %llu/%llu, "
-            "connections %u, segments %u\n",
-            (double)s->now / 1000.0, s->nlive, (unsigned long long)s->c.events,
-            (unsigned long long)s->c.deliveries,
-            (unsigned long long)s->c.expected, s->conns_in_use, s->segs_len);
+            "connection ends %llu, wall %.1f s\n",
+            (double)s->now / 1000.0, s->nlive,
+            (unsigned long long)(SIM_SUM(s, events) + s->events),
+            (unsigned long long)SIM_SUM(s, deliveries),
+            (unsigned long long)s->expected, (unsigned long long)ends,
+            sim_wall_now() - s->wall_start);
     if (s->now + 10000 <= s->end_at)
-      sim_evq_push(&s->q, s->now + 10000, SIM_EV_PROGRESS, 0, 0);
+      sim_heap_push(&s->gq, s->now + 10000, SIM_EV_PROGRESS, 0, 0);
+  }
     break;
   default:
     break;
