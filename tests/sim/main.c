@@ -90,7 +90,7 @@ static int bad(const char *fmt, ...) {
   return 2;
 }
 
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) &&                   \
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) &&                    \
     !defined(__SANITIZE_THREAD__)
 /* A big run is bound by memory latency, TLB misses included, and glibc backs
  * malloc with transparent huge pages only when told so at start-up: about a
@@ -320,8 +320,9 @@ int main(int argc, char **argv) {
     o.partitions = o.nodes >= 2000 && o.lat_min_ms > 0 ? 16 : 1;
   if (o.threads == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    o.threads = cpus < 1 ? 1 : cpus > SIM_MAX_THREADS ? SIM_MAX_THREADS
-                                                      : (uint32_t)cpus;
+    o.threads = cpus < 1                 ? 1
+                : cpus > SIM_MAX_THREADS ? SIM_MAX_THREADS
+                                         : (uint32_t)cpus;
   }
   if (o.threads > o.partitions)
     o.threads = o.partitions;

@@ -162,8 +162,7 @@ void sim_on_message(sim_part *p, uint32_t n, const pm_event *ev) {
   p->c.hop_hist[ev->hops < p->c.hop_len ? ev->hops : p->c.hop_len - 1]++;
 }
 
-void sim_count_frames(sim_part *pt, sim_end *d, const uint8_t *p,
-                      size_t len) {
+void sim_count_frames(sim_part *pt, sim_end *d, const uint8_t *p, size_t len) {
   while (len) {
     if (d->hdr_have < PM_FRAME_HEADER) {
       size_t k = PM_FRAME_HEADER - d->hdr_have;
@@ -214,8 +213,9 @@ void sim_count_frames(sim_part *pt, sim_end *d, const uint8_t *p,
 void sim_debug_segment(sim_part *pt, const sim_end *e, const uint8_t *p,
                        size_t len) {
   const sim *s = pt->s;
-  fprintf(stderr, "[%llu] node %u -> node %u, %zu bytes:",
-          (unsigned long long)pt->now, e->peer_node, e->node, len);
+  fprintf(stderr,
+          "[%llu] node %u -> node %u, %zu bytes:", (unsigned long long)pt->now,
+          e->peer_node, e->node, len);
   if (e->hdr_have || e->frame_left) {
     fprintf(stderr, " (continues a frame)\n");
     return;
@@ -387,8 +387,7 @@ static void report_missing(const sim *s) {
     fprintf(stderr,
             "message %u from node %u at %llu: %u of %u delivered; "
             "missed by",
-            i, m->sender, (unsigned long long)m->sent_at, got,
-            m->expected);
+            i, m->sender, (unsigned long long)m->sent_at, got, m->expected);
     uint32_t listed = 0;
     for (uint32_t n = 0; n < s->nnodes && listed < 8; n++) {
       const uint8_t *bits = s->delivered + (size_t)n * s->bits_per_node;

@@ -399,8 +399,8 @@ void sim_net_dial(sim_part *p, uint32_t n, const char *addr) {
   e->dial = dial_alloc(p, addr);
   /* Nobody at that address, or behind the cut: the SYN goes unanswered. */
   if (h == SIM_NONE || (s->cut && s->hosts[h].side != side_of_node(s, n))) {
-    sim_evq_push(&p->q, p->now + s->o->connect_timeout_ms, SIM_EV_DIAL_FAIL,
-                 ei, e->gen);
+    sim_evq_push(&p->q, p->now + s->o->connect_timeout_ms, SIM_EV_DIAL_FAIL, ei,
+                 e->gen);
     return;
   }
   e->peer_part = s->hosts[h].part;

@@ -216,15 +216,14 @@ void sim_scenario_event(sim *s, const sim_event *ev) {
         sim_node_crash(sim_node_part(s, v), v);
     }
     /* A joiner's first node has the host's number. */
-    sim_node_start(&s->parts[s->hosts[st->joiner].part], st->joiner,
-                   st->joiner, 0);
+    sim_node_start(&s->parts[s->hosts[st->joiner].part], st->joiner, st->joiner,
+                   0);
     break;
   }
   case SIM_EV_SAMPLE:
     sample(s);
     break;
-  case SIM_EV_PROGRESS:
-  {
+  case SIM_EV_PROGRESS: {
     uint64_t ends = 0;
     for (uint32_t i = 0; i < s->nparts; i++)
       ends += s->parts[i].ends_in_use;
@@ -238,8 +237,7 @@ void sim_scenario_event(sim *s, const sim_event *ev) {
             sim_wall_now() - s->wall_start);
     if (s->now + 10000 <= s->end_at)
       sim_heap_push(&s->gq, s->now + 10000, SIM_EV_PROGRESS, 0, 0);
-  }
-    break;
+  } break;
   default:
     break;
   }

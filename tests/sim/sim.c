@@ -293,8 +293,8 @@ int sim_run(const sim_opts *o, sim_result *r, int teardown) {
     sim_part *p = &s->parts[i];
     p->s = s;
     p->idx = i;
-    sim_rng_seed(&p->rng, o->seed ^ 0x6E6574776F726B21ull ^
-                              (0xD1B54A32D192ED03ull * i));
+    sim_rng_seed(&p->rng,
+                 o->seed ^ 0x6E6574776F726B21ull ^ (0xD1B54A32D192ED03ull * i));
     p->trace = 0xcbf29ce484222325ull;
     sim_evq_init(&p->q);
     sim_net_init(p);

@@ -65,8 +65,8 @@ enum sim_event_kind {
   SIM_EV_RESOLVE,   /* a = node */
   SIM_EV_START,     /* a = host: an initial node starts */
   /* the global timeline (sim.gq) */
-  SIM_EV_SEND,      /* a = message number */
-  SIM_EV_KILL,      /* crash a fraction of the nodes */
+  SIM_EV_SEND, /* a = message number */
+  SIM_EV_KILL, /* crash a fraction of the nodes */
   SIM_EV_CUT_START,
   SIM_EV_CUT_END,
   SIM_EV_CHURN,   /* a = churn step */
@@ -153,11 +153,11 @@ typedef struct sim_node {
  * partition's slab in units of SIM_UNIT bytes, the data right after it. */
 typedef struct sim_seg {
   uint64_t arrival;
-  uint32_t dst, dst_gen; /* the end it goes to; for a SYN, the host */
-  uint32_t next;         /* next packet held by the cut */
-  uint32_t len;          /* data bytes */
+  uint32_t dst, dst_gen;  /* the end it goes to; for a SYN, the host */
+  uint32_t next;          /* next packet held by the cut */
+  uint32_t len;           /* data bytes */
   uint32_t a, b, c, d, e; /* depend on kind */
-  uint8_t kind;            /* enum sim_packet_kind */
+  uint8_t kind;           /* enum sim_packet_kind */
   uint8_t units;
 } sim_seg;
 
@@ -194,11 +194,11 @@ typedef struct sim_end {
   uint32_t node;
   uint32_t link;
   uint32_t peer, peer_gen; /* SIM_NONE until the SYN-ACK (dialler) */
-  uint32_t lat;        /* one-way base latency, ms */
+  uint32_t lat;            /* one-way base latency, ms */
   uint32_t frame_left; /* payload bytes of the current frame still to come */
   uint32_t frame_len;
   uint32_t peer_host;
-  uint32_t dial; /* the dial while connecting, else SIM_NONE */
+  uint32_t dial;  /* the dial while connecting, else SIM_NONE */
   uint8_t hdr[6]; /* PM_FRAME_HEADER */
   uint8_t hdr_have;
   uint8_t frame_type;
@@ -303,9 +303,9 @@ typedef struct sim {
   uint32_t nparts, nthreads;
   uint32_t lookahead; /* window length, ms */
   sim_part *parts;
-  uint64_t now;  /* the global step's time */
-  sim_heap gq;   /* the timeline */
-  sim_rng rng;   /* scenario: node IDs, churn, senders, kills */
+  uint64_t now;    /* the global step's time */
+  sim_heap gq;     /* the timeline */
+  sim_rng rng;     /* scenario: node IDs, churn, senders, kills */
   uint64_t trace;  /* the timeline's events */
   uint64_t events; /* the timeline's events */
   uint64_t window; /* windows run; its parity picks the outboxes */
@@ -314,7 +314,7 @@ typedef struct sim {
   uint32_t nhosts, hosts_cap;
   sim_node *nodes;
   uint32_t nnodes, nodes_cap; /* node h is host h's first incarnation */
-  uint32_t *live; /* registered nodes, in no meaningful order */
+  uint32_t *live;             /* registered nodes, in no meaningful order */
   uint32_t nlive;
   uint8_t *delivered; /* per node, one bit per message */
   size_t bits_per_node;
@@ -344,7 +344,7 @@ typedef struct sim {
    * helps with the others' */
   pthread_t threads[SIM_MAX_THREADS];
   double busy_s[SIM_MAX_THREADS]; /* wall time running windows, for -v */
-  _Atomic uint64_t *claimed; /* per partition: the last window it ran */
+  _Atomic uint64_t *claimed;      /* per partition: the last window it ran */
   /* a barrier that spins a little before it sleeps */
   _Atomic uint32_t bar_count;
   _Atomic uint32_t bar_gen;
@@ -434,8 +434,7 @@ void sim_metrics_free(sim *s);
 /* Records a sent message; `id` from pm_node_send. */
 void sim_msg_sent(sim *s, uint32_t sender, const uint8_t id[PM_MSG_ID_LEN]);
 void sim_on_message(sim_part *p, uint32_t n, const pm_event *ev);
-void sim_count_frames(sim_part *p, sim_end *e, const uint8_t *data,
-                      size_t len);
+void sim_count_frames(sim_part *p, sim_end *e, const uint8_t *data, size_t len);
 /* Prints the frames of a delivered segment (for --trace-node and -vv). */
 void sim_debug_segment(sim_part *p, const sim_end *e, const uint8_t *data,
                        size_t len);
