@@ -22,7 +22,10 @@ struct pm_members {
   const pm_allocator *alloc;
   uint32_t capacity, count, cap, nbuckets, live;
   uint64_t suspect_ms;
-  uint64_t next_due; /* lower bound of the next expiry */
+  uint32_t floor_ms; /* least refresh interval assumed of any member */
+  uint32_t bcount[PM_MEMBERS_BUCKETS]; /* live members per digest bucket */
+  uint64_t bxor[PM_MEMBERS_BUCKETS];   /* XOR of their ID tags */
+  uint64_t next_due;                   /* lower bound of the next expiry */
   entry *entries;
   uint32_t *buckets;
 };
@@ -87,6 +90,18 @@ static int is_live(const entry *e) {
   return e->state == PM_MEMBER_ALIVE || e->state == PM_MEMBER_SUSPECT;
 }
 
+/* A member becomes live or stops being live: the count and the digest
+ * follow. */
+static void toggle_live(pm_members *t, const entry *e, int up) {
+  if (up)
+    t->live++;
+  else
+    t->live--;
+  uint32_t b = pm_members_bucket(e->id);
+  t->bcount[b] += up ? 1u : UINT32_MAX; /* -1, modulo 2^32 */
+  t->bxor[b] ^= pm_members_tag(e->id);
+}
+
 static entry *find(const pm_members *t, const uint8_t *id) {
   for (uint32_t i = t->buckets[hash(t, id)]; i != NIL; i = t->entries[i].next)
     if (memcmp(t->entries[i].id, id, PM_NODE_ID_LEN) == 0)
@@ -104,7 +119,7 @@ static void unlink_entry(pm_members *t, uint32_t i) {
 
 static void remove_entry(pm_members *t, uint32_t i) {
   if (is_live(&t->entries[i]))
-    t->live--;
+    toggle_live(t, &t->entries[i], 0);
   unlink_entry(t, i);
   uint32_t last = --t->count;
   if (i == last)
@@ -136,7 +151,7 @@ static int make_room(pm_members *t) {
     return 0;
   }
   if (t->count == t->cap) {
-    uint32_t ncap = t->cap ? t->cap * 2 : 16;
+    uint32_t ncap = t->cap ? t->cap + t->cap / 2 : 16; /* 1.5x: less slack */
     if (ncap > t->capacity)
       ncap = t->capacity;
     entry *ne = mem(t, t->entries, (size_t)ncap * sizeof *ne);
@@ -151,14 +166,14 @@ static int make_room(pm_members *t) {
 }
 
 static uint64_t silent_deadline(const pm_members *t, const entry *e) {
-  return e->last_heard + SILENT_INTERVALS * (uint64_t)e->interval_ms +
-         t->suspect_ms;
+  uint64_t iv = e->interval_ms > t->floor_ms ? e->interval_ms : t->floor_ms;
+  return e->last_heard + SILENT_INTERVALS * iv + t->suspect_ms;
 }
 
 static void set_alive(pm_members *t, entry *e, uint32_t inc,
                       uint32_t interval_ms, uint64_t now) {
   if (!is_live(e))
-    t->live++;
+    toggle_live(t, e, 1);
   e->state = PM_MEMBER_ALIVE;
   e->inc = inc;
   e->interval_ms = interval_ms;
@@ -168,22 +183,27 @@ static void set_alive(pm_members *t, entry *e, uint32_t inc,
     t->next_due = due;
 }
 
+/* A new entry, alive. */
+static int add_alive(pm_members *t, const uint8_t *id, uint32_t inc,
+                     uint32_t interval_ms, uint64_t now) {
+  int rc = make_room(t);
+  if (rc)
+    return rc;
+  entry *e = &t->entries[t->count];
+  memset(e, 0, sizeof *e);
+  memcpy(e->id, id, PM_NODE_ID_LEN);
+  uint32_t *head = &t->buckets[hash(t, id)];
+  e->next = *head;
+  *head = t->count++;
+  set_alive(t, e, inc, interval_ms, now);
+  return PM_MEMBERS_JOINED;
+}
+
 int pm_members_alive(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint32_t interval_ms, uint64_t now) {
   entry *e = find(t, id);
-  if (!e) {
-    int rc = make_room(t);
-    if (rc)
-      return rc;
-    e = &t->entries[t->count];
-    memset(e, 0, sizeof *e);
-    memcpy(e->id, id, PM_NODE_ID_LEN);
-    uint32_t *head = &t->buckets[hash(t, id)];
-    e->next = *head;
-    *head = t->count++;
-    set_alive(t, e, inc, interval_ms, now);
-    return PM_MEMBERS_JOINED;
-  }
+  if (!e)
+    return add_alive(t, id, inc, interval_ms, now);
   switch (e->state) {
   case PM_MEMBER_ALIVE:
     if (inc < e->inc)
@@ -208,6 +228,18 @@ int pm_members_alive(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
   }
 }
 
+int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                     uint32_t inc, uint32_t interval_ms, uint64_t now) {
+  entry *e = find(t, id);
+  if (!e)
+    return add_alive(t, id, inc, interval_ms, now);
+  if (inc <= e->inc)
+    return PM_MEMBERS_NONE; /* nothing newer than what this node knows */
+  int was_live = is_live(e);
+  set_alive(t, e, inc, interval_ms, now);
+  return was_live ? PM_MEMBERS_NONE : PM_MEMBERS_JOINED;
+}
+
 int pm_members_leave(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint64_t now) {
   entry *e = find(t, id);
@@ -215,7 +247,7 @@ int pm_members_leave(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
     return PM_MEMBERS_NONE;
   int was_live = is_live(e);
   if (was_live)
-    t->live--;
+    toggle_live(t, e, 0);
   e->state = PM_MEMBER_LEFT;
   e->inc = inc;
   e->last_heard = now;
@@ -263,7 +295,7 @@ void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
       continue;
     }
     e->state = PM_MEMBER_FAILED;
-    t->live--;
+    toggle_live(t, e, 0);
     if (fn)
       fn(ud, e->id);
   }
@@ -292,6 +324,27 @@ uint32_t pm_members_count(const pm_members *t) {
 
 uint32_t pm_members_live(const pm_members *t) {
   return t->live;
+}
+
+uint32_t pm_members_bucket(const uint8_t id[PM_NODE_ID_LEN]) {
+  return id[0] % PM_MEMBERS_BUCKETS;
+}
+
+uint64_t pm_members_tag(const uint8_t id[PM_NODE_ID_LEN]) {
+  uint64_t v = 0;
+  for (int i = 8; i < 16; i++)
+    v = v << 8 | id[i];
+  return v;
+}
+
+void pm_members_digest(const pm_members *t, uint32_t count[PM_MEMBERS_BUCKETS],
+                       uint64_t tags[PM_MEMBERS_BUCKETS]) {
+  memcpy(count, t->bcount, sizeof t->bcount);
+  memcpy(tags, t->bxor, sizeof t->bxor);
+}
+
+void pm_members_set_floor(pm_members *t, uint32_t floor_ms) {
+  t->floor_ms = floor_ms;
 }
 
 void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,

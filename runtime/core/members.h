@@ -13,9 +13,14 @@
  *   - leave(inc): inc >= known makes a known member left: LEFT (silently
  *     when it had failed already).
  *   - suspect(inc): an alive member with inc >= known becomes suspect.
+ *   - vouch(inc): the same news second-hand, from a neighbour's table: it
+ *     adds an unknown member (JOINED), and otherwise counts only with an
+ *     incarnation above the known one, so that a neighbour that has not yet
+ *     seen a member fail cannot bring it back.
  *   - expire(now): a suspect not refuted within `suspect_ms`, or an alive
- *     member silent for 3 announced intervals plus `suspect_ms`, fails:
- *     FAILED.
+ *     member silent for 3 intervals plus `suspect_ms`, fails: FAILED. The
+ *     interval is the one the member announced, or the floor the node sets
+ *     (what members of a mesh of this size announce), whichever is longer.
  * At most `capacity` members are kept; when full, the longest-silent member
  * that is not alive goes first, else the longest-silent one. The entry
  * array grows as needed, never beyond the capacity. */
@@ -30,6 +35,12 @@
 
 /* Members: u16 count, count x (id[32], u32 incarnation, u32 interval_ms). */
 #define PM_FRAME_MEMBERS 0x26
+/* MembersDigest: for each of 32 buckets (a member's bucket is the first
+ * byte of its ID modulo 32), u32 live members counted (the sender
+ * included) and u64 XOR of their tags (bytes 8..15 of the ID, big-endian). */
+#define PM_FRAME_MEMBERS_DIGEST 0x27
+#define PM_MEMBERS_BUCKETS 32
+#define PM_MEMBERS_DIGEST_LEN (PM_MEMBERS_BUCKETS * 12)
 #define PM_MEMBERS_ENTRY_LEN (PM_NODE_ID_LEN + 8)
 #define PM_MEMBERS_PER_FRAME 1024
 
@@ -58,6 +69,10 @@ int pm_members_leave(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint64_t now);
 int pm_members_suspect(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                        uint32_t inc, uint64_t now);
+/* An alive entry from a neighbour's Members frame (the vouch rule above).
+ * Returns a change (JOINED or NONE), or PM_ERR_NOMEM. */
+int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                     uint32_t inc, uint32_t interval_ms, uint64_t now);
 /* Anything else heard from the member (any message it wrote). */
 void pm_members_heard(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                       uint64_t now);
@@ -74,6 +89,15 @@ int pm_members_get(const pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
 /* Members in the table, and those alive or suspect. */
 uint32_t pm_members_count(const pm_members *t);
 uint32_t pm_members_live(const pm_members *t);
+/* The digest of the live members, bucket by bucket: how many, and the XOR
+ * of their tags. Two tables with the same live members have the same
+ * digest; a bucket that differs says where to look. */
+uint32_t pm_members_bucket(const uint8_t id[PM_NODE_ID_LEN]);
+uint64_t pm_members_tag(const uint8_t id[PM_NODE_ID_LEN]);
+void pm_members_digest(const pm_members *t, uint32_t count[PM_MEMBERS_BUCKETS],
+                       uint64_t tags[PM_MEMBERS_BUCKETS]);
+/* The least refresh interval expire() assumes of any member. */
+void pm_members_set_floor(pm_members *t, uint32_t floor_ms);
 /* The i-th entry (0 <= i < count), in no particular order. */
 void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
                    uint32_t *interval_ms);

@@ -12,8 +12,8 @@ typedef struct entry {
 
 struct pm_missing {
   const pm_allocator *alloc;
-  uint32_t cap, count;
-  entry *entries; /* unordered; the table is small */
+  uint32_t limit, cap, count; /* cap grows by doubling up to limit */
+  entry *entries;             /* unordered; the table is small */
 };
 
 pm_missing *pm_missing_new(const pm_allocator *alloc, uint32_t capacity) {
@@ -26,8 +26,9 @@ pm_missing *pm_missing_new(const pm_allocator *alloc, uint32_t capacity) {
     return NULL;
   memset(m, 0, sizeof *m);
   m->alloc = alloc;
-  m->cap = capacity;
-  m->entries = alloc->realloc(alloc->ud, NULL, capacity * sizeof(entry));
+  m->limit = capacity;
+  m->cap = capacity < 16 ? capacity : 16;
+  m->entries = alloc->realloc(alloc->ud, NULL, m->cap * sizeof(entry));
   if (!m->entries) {
     alloc->realloc(alloc->ud, m, 0);
     return NULL;
@@ -63,6 +64,14 @@ void pm_missing_announce(pm_missing *m, const uint8_t id[PM_MSG_ID_LEN],
     if (e->nsources < PM_MISSING_SOURCES)
       e->sources[e->nsources++] = link_id;
     return;
+  }
+  if (m->count == m->cap && m->cap < m->limit) {
+    uint32_t ncap = m->cap > m->limit / 2 ? m->limit : m->cap * 2;
+    entry *ne = m->alloc->realloc(m->alloc->ud, m->entries, ncap * sizeof *ne);
+    if (ne) {
+      m->entries = ne;
+      m->cap = ncap;
+    }
   }
   if (m->count == m->cap) {
     entry *soonest = &m->entries[0];

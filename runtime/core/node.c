@@ -57,9 +57,14 @@
   1                            /* payloads this close to the author go on      \
                                   every link, not only the tree's */
 #define MAX_LINKS (2 * 64 + 8) /* links a node keeps, counting half-open */
-#define IHAVE_DELAY_MS 100 /* announcements wait this long to share frames */
-#define SYNC_WINDOW_MS CACHE_TTL_MS /* catch-up asks for this much */
-#define SYNC_MAX_IDS 256            /* and is told of at most this many */
+#define BUF_KEEP_BYTES 2048 /* an idle link buffer keeps at most this */
+#define IHAVE_DELAY_MS 100
+#define DIGEST_INTERVAL_MS 30000 /* member digests on a link, +-25 % */
+#define DIGEST_ANSWER_GAP_MS                                                   \
+  5000 /* least time between two answers */ /* announcements wait this long to \
+                                               share frames */
+#define SYNC_WINDOW_MS CACHE_TTL_MS         /* catch-up asks for this much */
+#define SYNC_MAX_IDS 256 /* and is told of at most this many */
 #define EXPLORE_INTERVAL_MS 10000
 #define MEMBER_CAPACITY 16384       /* members kept in the presence table */
 #define SUSPECT_TIMEOUT_MS 10000    /* a suspect not refuted this long fails */
@@ -89,14 +94,18 @@ typedef struct link {
   uint64_t opened_at;
   uint64_t last_recv;
   uint64_t last_send;
-  pm_tree_peer tp;  /* the peer's tree advert */
-  int synced;       /* a Sync from the peer was answered */
-  int sync_sent;    /* this node asked the peer for catch-up */
-  unsigned strikes; /* invalid messages received */
-  int has_key;      /* the transport authenticated the peer as `key` */
+  pm_tree_peer tp;             /* the peer's tree advert */
+  int synced;                  /* a Sync from the peer was answered */
+  int digest_answered;         /* a MembersDigest from the peer was */
+  uint64_t digest_answered_at; /* ... last answered then */
+  uint64_t next_digest;        /* when to send the peer a digest again */
+  int sync_sent;               /* this node asked the peer for catch-up */
+  unsigned strikes;            /* invalid messages received */
+  int has_key; /* the transport authenticated the peer as `key` */
   uint8_t key[PM_NODE_ID_LEN];
   pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
   pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
+  pm_buf news;      /* Members entries new to this node, flushed by finish() */
   size_t in_flight; /* bytes handed to the app and not reported drained */
   uint32_t utility; /* 0..UTILITY_MAX: how often it brings news */
   uint32_t samples;
@@ -120,11 +129,20 @@ typedef struct out_item {
 } out_item;
 
 typedef struct ev_item {
+  uint64_t order; /* events leave in the order they were made */
   pm_event ev;
   char action[PM_ACTION_MAX + 1];
   char addr[PM_ADDR_MAX + 1];
   uint8_t *body; /* owned */
 } ev_item;
+
+/* A member event, queued apart: a table's worth of them can come at once,
+ * and this is a tenth of an ev_item's size. */
+typedef struct mev_item {
+  uint64_t order;
+  int kind;
+  uint8_t id[PM_NODE_ID_LEN];
+} mev_item;
 
 struct pm_node {
   const pm_allocator *alloc;
@@ -153,6 +171,9 @@ struct pm_node {
 
   ev_item *evq;
   size_t evq_head, evq_len, evq_cap;
+  mev_item *mevq;
+  size_t mevq_head, mevq_len, mevq_cap;
+  uint64_t ev_order;  /* the next event's place in order */
   ev_item ev_current; /* the event last returned; owns its body */
 
   uint8_t secret_key[PM_SECRET_KEY_BYTES];
@@ -173,9 +194,12 @@ struct pm_node {
   uint64_t seq;
   pm_node_stats stats;
   pm_members *members; /* the other members, as far as this node knows */
+  uint32_t member_capacity;
   uint32_t incarnation;
   uint32_t refresh_iv;   /* the refresh interval last announced */
+  uint64_t last_alive;   /* when this node last announced itself */
   uint64_t next_refresh; /* when this node next says "$alive" */
+  int was_online;        /* it has been online before */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -248,6 +272,8 @@ const char *pm_close_reason_name(int reason) {
  * Both queues are rings that double when full. They grow only with work the
  * application has not drained yet, which it does after every call. */
 
+#define RING_KEEP 64 /* a drained event queue keeps at most this many slots */
+
 static int ring_grow(pm_node *n, void **arr, size_t *head, size_t len,
                      size_t *cap, size_t elem) {
   if (len < *cap)
@@ -282,6 +308,7 @@ static ev_item *push_event(pm_node *n, int kind) {
     return NULL;
   ev_item *e = &n->evq[(n->evq_head + n->evq_len++) % n->evq_cap];
   memset(e, 0, sizeof *e);
+  e->order = n->ev_order++;
   e->ev.kind = kind;
   return e;
 }
@@ -314,6 +341,7 @@ static void free_link(pm_node *n, link *l) {
   pm_buf_free(&l->out);
   pm_buf_free(&l->announce);
   pm_buf_free(&l->graft);
+  pm_buf_free(&l->news);
   mem_free(n, l);
 }
 
@@ -567,6 +595,8 @@ static void tree_refresh(pm_node *n, uint64_t now, int tick) {
 }
 
 static void send_alive(pm_node *n, uint64_t now);
+static void first_alive(pm_node *n, uint64_t now);
+static void send_digest(pm_node *n, link *l, uint64_t now);
 
 static void become_connected(pm_node *n, link *l, uint64_t now) {
   l->state = LINK_CONNECTED;
@@ -581,8 +611,13 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
     }
     push_own_recent(n, l, now);
     announce_recent(n, l, SYNC_WINDOW_MS, now);
-    send_alive(n, now); /* joining, or back: "I am here" */
+    if (n->was_online)
+      send_alive(n, now); /* back: "I am here", to those that gave up */
+    else
+      first_alive(n, now); /* joining: the neighbours' tables spread it */
+    n->was_online = 1;
   }
+  send_digest(n, l, now);
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
   if (e) {
     memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
@@ -840,9 +875,13 @@ static int invalid_message(pm_node *n, link *l, uint64_t now, int err) {
 
 static void member_event(pm_node *n, int kind,
                          const uint8_t id[PM_NODE_ID_LEN]) {
-  ev_item *e = push_event(n, kind);
-  if (e)
-    memcpy(e->ev.peer, id, PM_NODE_ID_LEN);
+  if (ring_grow(n, (void **)&n->mevq, &n->mevq_head, n->mevq_len, &n->mevq_cap,
+                sizeof(mev_item)))
+    return;
+  mev_item *e = &n->mevq[(n->mevq_head + n->mevq_len++) % n->mevq_cap];
+  e->order = n->ev_order++;
+  e->kind = kind;
+  memcpy(e->id, id, PM_NODE_ID_LEN);
 }
 
 static void member_failed(void *ud, const uint8_t id[PM_NODE_ID_LEN]) {
@@ -853,12 +892,17 @@ static void member_failed(void *ud, const uint8_t id[PM_NODE_ID_LEN]) {
  * +-25 % jitter. Every member refreshing this often makes about two
  * refreshes per second mesh-wide, whatever the mesh's size (up to 3,600
  * members; beyond, N / 1,800 per second). */
-static uint32_t refresh_interval(pm_node *n) {
+static uint32_t mesh_interval(const pm_node *n) {
   uint64_t t = (uint64_t)pm_members_live(n->members) * REFRESH_PER_MEMBER_MS;
   if (t < REFRESH_MIN_MS)
     t = REFRESH_MIN_MS;
   if (t > REFRESH_MAX_MS)
     t = REFRESH_MAX_MS;
+  return (uint32_t)t;
+}
+
+static uint32_t refresh_interval(pm_node *n) {
+  uint32_t t = mesh_interval(n);
   return (uint32_t)(t - t / 4 + rnd(n, t / 2 + 1));
 }
 
@@ -884,11 +928,35 @@ static void send_presence(pm_node *n, uint64_t now, const char *action,
  * which receivers allow three times over before they give up on it. */
 static void send_alive(pm_node *n, uint64_t now) {
   n->refresh_iv = refresh_interval(n);
+  n->last_alive = now;
   n->next_refresh = now + n->refresh_iv;
   uint8_t body[8];
   pm_store_u32(body, n->incarnation);
   pm_store_u32(body + 4, n->refresh_iv);
   send_presence(n, now, "$alive", body, sizeof body);
+}
+
+/* Joining: no flood. The first neighbour's table takes this node's entry
+ * (it comes first in this node's Members), and every table that learns of
+ * it passes it on, in batches (PROTOCOL.md §5.5). */
+static void first_alive(pm_node *n, uint64_t now) {
+  n->refresh_iv = refresh_interval(n);
+  n->last_alive = now;
+  n->next_refresh = now + n->refresh_iv;
+}
+
+/* The refresh is due. A node that has learned since that the mesh is
+ * larger waits for the longer interval members of such a mesh use (which
+ * is what the others wait for, pm_members_set_floor); it does not say
+ * "$alive" twice as often as the mesh expects. */
+static void refresh_due(pm_node *n, uint64_t now) {
+  uint32_t iv = refresh_interval(n);
+  if (iv > n->refresh_iv && n->last_alive + iv > now) {
+    n->refresh_iv = iv;
+    n->next_refresh = n->last_alive + iv;
+    return;
+  }
+  send_alive(n, now);
 }
 
 /* A neighbour's link closed without a goodbye: suspect it, and tell the
@@ -964,45 +1032,143 @@ static void on_presence(pm_node *n, uint64_t now, const pm_msg_flood *m) {
   }
 }
 
-/* Members (answering Sync): the live members the peer knows, itself
- * first. Each entry is id, incarnation and announced refresh interval. */
-static void send_members(pm_node *n, link *l, uint64_t now) {
-  uint32_t total = pm_members_count(n->members);
-  uint32_t i = 0;
-  int self = 1;
-  while (self || i < total) {
+/* Writes Members frames of `count` encoded entries to `l`. */
+static void write_members(pm_node *n, link *l, const uint8_t *entries,
+                          size_t count, uint64_t now) {
+  while (count) {
+    size_t k = count < PM_MEMBERS_PER_FRAME ? count : PM_MEMBERS_PER_FRAME;
     size_t start = pm_frame_begin(&l->out, PM_FRAME_MEMBERS);
-    size_t count_at = l->out.len;
-    pm_buf_u16(&l->out, 0);
-    unsigned count = 0;
-    if (self) {
-      pm_buf_put(&l->out, n->id, PM_NODE_ID_LEN);
-      pm_buf_u32(&l->out, n->incarnation);
-      pm_buf_u32(&l->out, n->refresh_iv);
-      count++;
-      self = 0;
-    }
-    for (; i < total && count < PM_MEMBERS_PER_FRAME; i++) {
-      pm_member_info info;
-      uint32_t iv;
-      pm_members_at(n->members, i, &info, &iv);
-      if (info.state != PM_MEMBER_ALIVE)
-        continue;
-      pm_buf_put(&l->out, info.id, PM_NODE_ID_LEN);
-      pm_buf_u32(&l->out, info.incarnation);
-      pm_buf_u32(&l->out, iv);
-      count++;
-    }
-    if (l->out.err)
+    pm_buf_u16(&l->out, (uint16_t)k);
+    pm_buf_put(&l->out, entries, k * PM_MEMBERS_ENTRY_LEN);
+    if (l->out.err || pm_frame_end(&l->out, start))
       break;
-    l->out.data[count_at] = (uint8_t)(count >> 8);
-    l->out.data[count_at + 1] = (uint8_t)count;
-    if (pm_frame_end(&l->out, start))
-      break;
+    entries += k * PM_MEMBERS_ENTRY_LEN;
+    count -= k;
   }
   want_send(n, l, now);
 }
 
+static void encode_member(uint8_t e[PM_MEMBERS_ENTRY_LEN],
+                          const uint8_t id[PM_NODE_ID_LEN], uint32_t inc,
+                          uint32_t iv) {
+  memcpy(e, id, PM_NODE_ID_LEN);
+  pm_store_u32(e + PM_NODE_ID_LEN, inc);
+  pm_store_u32(e + PM_NODE_ID_LEN + 4, iv);
+}
+
+/* Members: this node's table, the digest buckets in `mask` only, alive
+ * members only, itself first. */
+static void send_members(pm_node *n, link *l, uint32_t mask, uint64_t now) {
+  pm_buf all;
+  pm_buf_init(&all, n->alloc);
+  uint8_t e[PM_MEMBERS_ENTRY_LEN];
+  if (mask >> pm_members_bucket(n->id) & 1) {
+    encode_member(e, n->id, n->incarnation, n->refresh_iv);
+    pm_buf_put(&all, e, sizeof e);
+  }
+  uint32_t total = pm_members_count(n->members);
+  for (uint32_t i = 0; i < total; i++) {
+    pm_member_info info;
+    uint32_t iv;
+    pm_members_at(n->members, i, &info, &iv);
+    if (info.state != PM_MEMBER_ALIVE ||
+        !(mask >> pm_members_bucket(info.id) & 1))
+      continue;
+    encode_member(e, info.id, info.incarnation, iv);
+    pm_buf_put(&all, e, sizeof e);
+  }
+  if (!all.err)
+    write_members(n, l, all.data, all.len / PM_MEMBERS_ENTRY_LEN, now);
+  pm_buf_free(&all);
+}
+
+/* This node's digest: its table's, itself included. */
+static void own_digest(const pm_node *n, uint32_t count[PM_MEMBERS_BUCKETS],
+                       uint64_t tags[PM_MEMBERS_BUCKETS]) {
+  pm_members_digest(n->members, count, tags);
+  uint32_t b = pm_members_bucket(n->id);
+  count[b]++;
+  tags[b] ^= pm_members_tag(n->id);
+}
+
+/* MembersDigest, on every new link and then every DIGEST_INTERVAL_MS: a
+ * peer whose own digest differs answers with the entries of the buckets
+ * that differ. That is how two parts of a mesh that meet (after a
+ * partition, or islands formed while the mesh started) learn of each
+ * other's members, and how a node mends what it missed while the tree
+ * that carries news was changing. */
+static void send_digest(pm_node *n, link *l, uint64_t now) {
+  uint32_t count[PM_MEMBERS_BUCKETS];
+  uint64_t tags[PM_MEMBERS_BUCKETS];
+  own_digest(n, count, tags);
+  size_t start = pm_frame_begin(&l->out, PM_FRAME_MEMBERS_DIGEST);
+  for (int b = 0; b < PM_MEMBERS_BUCKETS; b++) {
+    pm_buf_u32(&l->out, count[b]);
+    pm_buf_u64(&l->out, tags[b]);
+  }
+  if (pm_frame_end(&l->out, start) == 0)
+    want_send(n, l, now);
+  l->next_digest = now + DIGEST_INTERVAL_MS - DIGEST_INTERVAL_MS / 4 +
+                   rnd(n, DIGEST_INTERVAL_MS / 2 + 1);
+}
+
+static int on_digest(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  if (f->len != PM_MEMBERS_DIGEST_LEN)
+    return link_error(n, l, now, PM_ERR_MALFORMED);
+  /* At most one answer per DIGEST_ANSWER_GAP_MS: a small frame must not
+   * buy a table's worth of traffic at will. */
+  if (l->digest_answered && now - l->digest_answered_at < DIGEST_ANSWER_GAP_MS)
+    return 0;
+  l->digest_answered = 1;
+  l->digest_answered_at = now;
+  uint32_t count[PM_MEMBERS_BUCKETS];
+  uint64_t tags[PM_MEMBERS_BUCKETS];
+  own_digest(n, count, tags);
+  uint32_t mask = 0;
+  for (int b = 0; b < PM_MEMBERS_BUCKETS; b++) {
+    const uint8_t *p = f->payload + 12 * b;
+    if (pm_load_u32(p) != count[b] || pm_load_u64(p + 4) != tags[b])
+      mask |= 1u << b;
+  }
+  if (mask)
+    send_members(n, l, mask, now);
+  return 0;
+}
+
+/* An entry new to this node goes on to every other neighbour with the next
+ * batch of announcements. A neighbour whose batch is full (a table's worth
+ * already waiting) misses it; it still learns of the member by its next
+ * refresh. */
+static void queue_news(pm_node *n, const link *from,
+                       const uint8_t e[PM_MEMBERS_ENTRY_LEN], uint64_t now) {
+  int detached = pm_tree_detached(&n->tree);
+  for (size_t i = 0; i < n->nlinks; i++) {
+    link *l = n->links[i];
+    if (l == from || l->state != LINK_CONNECTED ||
+        !(detached || pm_tree_is_tree_link(&n->tree, &l->tp)))
+      continue;
+    if (l->news.len >= (size_t)n->member_capacity * PM_MEMBERS_ENTRY_LEN) {
+      n->stats.dropped++;
+      continue;
+    }
+    pm_buf_put(&l->news, e, PM_MEMBERS_ENTRY_LEN);
+  }
+  if (!n->announce_at)
+    n->announce_at = now + IHAVE_DELAY_MS;
+}
+
+static void flush_news(pm_node *n, link *l, uint64_t now) {
+  if (!l->news.err)
+    write_members(n, l, l->news.data, l->news.len / PM_MEMBERS_ENTRY_LEN, now);
+  pm_buf_reset(&l->news);
+  pm_buf_trim(&l->news, BUF_KEEP_BYTES);
+}
+
+/* Members (a neighbour's table, or the news it passes on). The neighbour
+ * vouches for the entries; they cannot bring back a member this node saw
+ * fail or leave unless it has a new incarnation. */
 static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
@@ -1012,12 +1178,16 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (count > PM_MEMBERS_PER_FRAME ||
       f->len != 2 + count * PM_MEMBERS_ENTRY_LEN)
     return link_error(n, l, now, PM_ERR_MALFORMED);
-  if (!l->sync_sent)
-    return 0; /* only an answer to this node's Sync is taken */
   for (size_t k = 0; k < count; k++) {
     const uint8_t *e = f->payload + 2 + k * PM_MEMBERS_ENTRY_LEN;
-    member_alive(n, e, pm_load_u32(e + PM_NODE_ID_LEN),
-                 pm_load_u32(e + PM_NODE_ID_LEN + 4), now);
+    if (memcmp(e, n->id, PM_NODE_ID_LEN) == 0)
+      continue; /* this node is never in its own table */
+    uint32_t iv = sane_interval(pm_load_u32(e + PM_NODE_ID_LEN + 4));
+    if (pm_members_vouch(n->members, e, pm_load_u32(e + PM_NODE_ID_LEN), iv,
+                         now) == PM_MEMBERS_JOINED) {
+      member_event(n, PM_EV_MEMBER_JOINED, e);
+      queue_news(n, l, e, now);
+    }
   }
   return 0;
 }
@@ -1140,7 +1310,6 @@ static int on_sync(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return 0;
   l->synced = 1;
   announce_recent(n, l, window, now);
-  send_members(n, l, now);
   return 0;
 }
 
@@ -1187,6 +1356,8 @@ static int handle_frame(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return on_sync(n, l, now, f);
   case PM_FRAME_MEMBERS:
     return on_members(n, l, now, f);
+  case PM_FRAME_MEMBERS_DIGEST:
+    return on_digest(n, l, now, f);
   default:
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   }
@@ -1324,6 +1495,7 @@ static void flush_ids(pm_node *n, link *l, pm_buf *ids, uint8_t type,
       break;
   }
   pm_buf_reset(ids);
+  pm_buf_trim(ids, BUF_KEEP_BYTES);
   want_send(n, l, now);
 }
 
@@ -1339,10 +1511,13 @@ static void finish(pm_node *n, uint64_t now) {
     if (l->state != LINK_CONNECTED) {
       pm_buf_reset(&l->announce);
       pm_buf_reset(&l->graft);
+      pm_buf_reset(&l->news);
       continue;
     }
     if (announce_due && l->announce.len)
       flush_ids(n, l, &l->announce, PM_FRAME_IHAVE, now);
+    if (announce_due && l->news.len)
+      flush_news(n, l, now);
     if (l->graft.len)
       flush_ids(n, l, &l->graft, PM_FRAME_GRAFT, now);
   }
@@ -1435,9 +1610,9 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
       a, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES, CACHE_TTL_MS);
   n->missing = pm_missing_new(a, MISSING_CAPACITY);
   n->authors = pm_authors_new(a, AUTHORS_CAPACITY);
-  n->members = pm_members_new(
-      a, cfg->member_capacity ? cfg->member_capacity : MEMBER_CAPACITY,
-      SUSPECT_TIMEOUT_MS);
+  n->member_capacity =
+      cfg->member_capacity ? cfg->member_capacity : MEMBER_CAPACITY;
+  n->members = pm_members_new(a, n->member_capacity, SUSPECT_TIMEOUT_MS);
   /* Incarnations start from the first sequence number, which a restarted
    * node sets above its earlier runs' (the wall clock in microseconds):
    * seconds, so that a member's new run outranks its old one. */
@@ -1460,6 +1635,7 @@ void pm_node_free(pm_node *n) {
     mem_free(n, n->evq[(n->evq_head + i) % n->evq_cap].body);
   mem_free(n, n->ev_current.body);
   mem_free(n, n->evq);
+  mem_free(n, n->mevq);
   mem_free(n, n->outq);
   pm_buf_free(&n->scratch);
   pm_buf_free(&n->fwd);
@@ -1512,6 +1688,7 @@ int pm_node_link_open(pm_node *n, uint64_t now, int outbound,
   pm_buf_init(&l->out, n->alloc);
   pm_buf_init(&l->announce, n->alloc);
   pm_buf_init(&l->graft, n->alloc);
+  pm_buf_init(&l->news, n->alloc);
   l->opened_at = l->last_recv = now;
   n->links[n->nlinks++] = l;
 
@@ -1532,15 +1709,23 @@ int pm_node_link_recv(pm_node *n, uint64_t now, uint32_t link_id,
   if (!l || l->state == LINK_CLOSED || len == 0)
     return 0;
   l->last_recv = now;
-  pm_buf_put(&l->in, data, len);
-  if (l->in.err)
-    return link_error(n, l, now, PM_ERR_NOMEM);
+  /* Whole frames are read where they are; only a partial one waits in
+   * l->in for the rest of its bytes. */
+  const uint8_t *p = data;
+  size_t plen = len;
+  if (l->in.len) {
+    pm_buf_put(&l->in, data, len);
+    if (l->in.err)
+      return link_error(n, l, now, PM_ERR_NOMEM);
+    p = l->in.data;
+    plen = l->in.len;
+  }
   size_t off = 0;
   int rc = 0;
   while (l->state != LINK_CLOSED) {
     pm_frame f;
     size_t used;
-    int got = pm_frame_parse(l->in.data + off, l->in.len - off, &f, &used);
+    int got = pm_frame_parse(p + off, plen - off, &f, &used);
     if (got < 0) {
       rc = link_error(n, l, now, got);
       break;
@@ -1552,8 +1737,18 @@ int pm_node_link_recv(pm_node *n, uint64_t now, uint32_t link_id,
     if (rc)
       break;
   }
-  if (l->state != LINK_CLOSED)
-    pm_buf_consume(&l->in, off);
+  if (l->state != LINK_CLOSED) {
+    if (p == data) {
+      if (off < len) {
+        pm_buf_put(&l->in, data + off, len - off);
+        if (l->in.err)
+          rc = link_error(n, l, now, PM_ERR_NOMEM);
+      }
+    } else {
+      pm_buf_consume(&l->in, off);
+    }
+    pm_buf_trim(&l->in, BUF_KEEP_BYTES);
+  }
   finish(n, now);
   return rc;
 }
@@ -1708,6 +1903,8 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
       close_link(n, l, now, PM_CLOSE_IDLE_TIMEOUT, 0, NULL);
       continue;
     }
+    if (l->state == LINK_CONNECTED && !n->left && now >= l->next_digest)
+      send_digest(n, l, now);
     if (l->state == LINK_CONNECTED && now - l->last_send >= PING_INTERVAL_MS &&
         pm_msg_write_empty(&l->out, PM_FRAME_PING) == 0)
       want_send(n, l, now);
@@ -1718,7 +1915,9 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
   if (!n->left) {
     tree_refresh(n, now, 1);
     if (n->online && now >= n->next_refresh)
-      send_alive(n, now);
+      refresh_due(n, now);
+    uint32_t floor = mesh_interval(n);
+    pm_members_set_floor(n->members, floor + floor / 4);
     pm_members_expire(n->members, now, member_failed, n);
   }
   finish(n, now);
@@ -1739,7 +1938,7 @@ uint64_t pm_node_deadline(const pm_node *n) {
     if (l->state != LINK_CONNECTED)
       d = min64(d, l->opened_at + CONNECT_TIMEOUT_MS);
     else
-      d = min64(d, l->last_send + PING_INTERVAL_MS);
+      d = min64(d, min64(l->last_send + PING_INTERVAL_MS, l->next_digest));
     d = min64(d, l->last_recv + IDLE_TIMEOUT_MS);
   }
   /* Wake for a candidate's backoff only when maintain() would dial it:
@@ -1768,6 +1967,9 @@ uint64_t pm_node_deadline(const pm_node *n) {
 }
 
 int pm_node_next_output(pm_node *n, pm_output *out) {
+  /* The last SEND's bytes are the app's no longer. */
+  pm_buf_reset(&n->scratch);
+  pm_buf_trim(&n->scratch, BUF_KEEP_BYTES);
   while (n->outq_len) {
     out_item *o = &n->outq[n->outq_head];
     n->outq_head = (n->outq_head + 1) % n->outq_cap;
@@ -1787,6 +1989,7 @@ int pm_node_next_output(pm_node *n, pm_output *out) {
       n->scratch = l->out;
       l->out = t;
       pm_buf_reset(&l->out);
+      pm_buf_trim(&l->out, BUF_KEEP_BYTES);
       out->data = n->scratch.data;
       out->len = n->scratch.len;
       if (n->queue_limit)
@@ -1809,8 +2012,33 @@ int pm_node_next_output(pm_node *n, pm_output *out) {
 int pm_node_next_event(pm_node *n, pm_event *ev) {
   mem_free(n, n->ev_current.body);
   n->ev_current.body = NULL;
-  if (n->evq_len == 0)
+  if (n->mevq_len && (n->evq_len == 0 || n->mevq[n->mevq_head].order <
+                                             n->evq[n->evq_head].order)) {
+    const mev_item *m = &n->mevq[n->mevq_head];
+    memset(&n->ev_current, 0, sizeof n->ev_current);
+    n->ev_current.ev.kind = m->kind;
+    memcpy(n->ev_current.ev.peer, m->id, PM_NODE_ID_LEN);
+    n->mevq_head = (n->mevq_head + 1) % n->mevq_cap;
+    n->mevq_len--;
+    *ev = n->ev_current.ev;
+    ev->action = n->ev_current.action;
+    ev->addr = n->ev_current.addr;
+    return 1;
+  }
+  if (n->evq_len == 0) {
+    /* Drained: a burst keeps no memory. */
+    if (n->evq_cap > RING_KEEP) {
+      mem_free(n, n->evq);
+      n->evq = NULL;
+      n->evq_cap = n->evq_head = 0;
+    }
+    if (n->mevq_cap > RING_KEEP * 16) {
+      mem_free(n, n->mevq);
+      n->mevq = NULL;
+      n->mevq_cap = n->mevq_head = 0;
+    }
     return 0;
+  }
   n->ev_current = n->evq[n->evq_head];
   n->evq_head = (n->evq_head + 1) % n->evq_cap;
   n->evq_len--;

@@ -36,6 +36,14 @@ void pm_buf_reset(pm_buf *b) {
   b->err = 0;
 }
 
+void pm_buf_trim(pm_buf *b, size_t keep) {
+  if (b->len == 0 && b->cap > keep) {
+    b->alloc->realloc(b->alloc->ud, b->data, 0);
+    b->data = NULL;
+    b->cap = 0;
+  }
+}
+
 int pm_buf_reserve(pm_buf *b, size_t n) {
   if (b->err)
     return b->err;

@@ -26,6 +26,9 @@ void pm_buf_init(pm_buf *b, const pm_allocator *alloc);
 /* Releases the memory; the buffer may be initialised again. */
 void pm_buf_free(pm_buf *b);
 void pm_buf_reset(pm_buf *b);
+/* Frees an empty buffer's memory when it holds more than `keep` bytes: a
+ * burst does not pin its peak for the buffer's life. */
+void pm_buf_trim(pm_buf *b, size_t keep);
 /* Makes room for `n` more bytes; returns 0 or PM_ERR_NOMEM. */
 int pm_buf_reserve(pm_buf *b, size_t n) PM_MUST_CHECK;
 void pm_buf_put(pm_buf *b, const void *p, size_t n);
@@ -68,6 +71,9 @@ int pm_reader_finish(const pm_reader *r) PM_MUST_CHECK;
 static inline uint32_t pm_load_u32(const uint8_t *p) {
   return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
          ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+static inline uint64_t pm_load_u64(const uint8_t *p) {
+  return (uint64_t)pm_load_u32(p) << 32 | pm_load_u32(p + 4);
 }
 static inline void pm_store_u32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24);

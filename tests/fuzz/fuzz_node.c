@@ -222,7 +222,10 @@ static void check_frames(harness *h, const uint8_t *data, size_t len) {
       FUZZ_CHECK(pm_msg_read_ids(&f, &ids, &count) == 0);
       break;
     }
-    case PM_FRAME_MEMBERS: /* runtime/core/members.h */
+    case PM_FRAME_MEMBERS_DIGEST: /* runtime/core/members.h */
+      FUZZ_CHECK(f.len == PM_MEMBERS_DIGEST_LEN);
+      break;
+    case PM_FRAME_MEMBERS:
       FUZZ_CHECK(f.len >= 2);
       FUZZ_CHECK(((size_t)f.payload[0] << 8 | f.payload[1]) <=
                  PM_MEMBERS_PER_FRAME);

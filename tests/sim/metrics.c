@@ -311,6 +311,8 @@ static const char *const known[] = {"seed",
                                     "core_duplicates",
                                     "core_dropped",
                                     "core_invalid",
+                                    "member_view",
+                                    "member_view_min",
                                     "timer_spins",
                                     "sim_errors",
                                     "unknown_messages",
@@ -494,6 +496,7 @@ void sim_metrics_report(sim *s, sim_result *r) {
   uint32_t min_nb = UINT32_MAX;
   pm_node_stats sum, st;
   memset(&sum, 0, sizeof sum);
+  double view_sum = 0, view_min = 1;
   for (uint32_t i = 0; i < s->nlive; i++) {
     const sim_node *nd = &s->nodes[s->live[i]];
     if (nd->nbrs < min_nb)
@@ -503,6 +506,11 @@ void sim_metrics_report(sim *s, sim_result *r) {
     sum.duplicates += st.duplicates;
     sum.dropped += st.dropped;
     sum.invalid += st.invalid;
+    /* Presence: the live members a node counts, of the others alive. */
+    double view = s->nlive > 1 ? (double)st.members / (s->nlive - 1) : 1;
+    view_sum += view;
+    if (view < view_min)
+      view_min = view;
   }
   put(r, "min_neighbors_end", 0, s->nlive ? min_nb : 0);
   put(r, "messages_sent", 0, s->nmsgs);
@@ -519,6 +527,8 @@ void sim_metrics_report(sim *s, sim_result *r) {
   put(r, "core_duplicates", 0, (double)sum.duplicates);
   put(r, "core_dropped", 0, (double)sum.dropped);
   put(r, "core_invalid", 0, (double)sum.invalid);
+  put(r, "member_view", 1, s->nlive ? view_sum / s->nlive : 1);
+  put(r, "member_view_min", 1, view_min);
   put(r, "timer_spins", 0, (double)c->timer_spins);
   put(r, "sim_errors", 0, (double)c->sim_errors);
   put(r, "unknown_messages", 0, (double)c->unknown_messages);
