@@ -268,13 +268,6 @@ int pm_members_suspect(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
   return PM_MEMBERS_SUSPECTED;
 }
 
-void pm_members_heard(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
-                      uint64_t now) {
-  entry *e = find(t, id);
-  if (e && e->state == PM_MEMBER_ALIVE && now > e->last_heard)
-    e->last_heard = now; /* only later: next_due stays a lower bound */
-}
-
 void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
                        void *ud) {
   if (now < t->next_due)

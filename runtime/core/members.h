@@ -4,8 +4,8 @@
  * which events follow.
  *
  * Per member: its incarnation (raised by the member itself to refute a
- * suspicion), its state, when it was last heard from, the refresh interval
- * it announced, and when it was suspected. Rules:
+ * suspicion), its state, when it was last heard from (its last $alive), the
+ * refresh interval it announced, and when it was suspected. Rules:
  *   - alive(inc): an unknown member, or one failed with inc >= known, or
  *     left with inc > known, becomes alive: JOINED. An alive member with
  *     inc >= known, or a suspect with inc > known (a refutation), stays or
@@ -73,10 +73,6 @@ int pm_members_suspect(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
  * Returns a change (JOINED or NONE), or PM_ERR_NOMEM. */
 int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint32_t interval_ms, uint64_t now);
-/* Anything else heard from the member (any message it wrote). */
-void pm_members_heard(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
-                      uint64_t now);
-
 /* Fails the members due at `now`, calling `fn` for each. */
 void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
                        void *ud);

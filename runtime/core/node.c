@@ -57,7 +57,7 @@
   1                            /* payloads this close to the author go on      \
                                   every link, not only the tree's */
 #define MAX_LINKS (2 * 64 + 8) /* links a node keeps, counting half-open */
-#define BUF_KEEP_BYTES 2048 /* an idle link buffer keeps at most this */
+#define BUF_KEEP_BYTES 2048    /* an idle link buffer keeps at most this */
 #define IHAVE_DELAY_MS 100
 #define DIGEST_INTERVAL_MS 30000 /* member digests on a link, +-25 % */
 #define DIGEST_ANSWER_GAP_MS                                                   \
@@ -156,6 +156,7 @@ struct pm_node {
   int online;
 
   link **links;
+  uint32_t *link_ids; /* link_ids[i] == links[i]->id, read without a miss */
   size_t nlinks, links_cap;
   uint32_t next_link_id;
 
@@ -317,7 +318,7 @@ static ev_item *push_event(pm_node *n, int kind) {
 
 static link *find_link(pm_node *n, uint32_t id) {
   for (size_t i = 0; i < n->nlinks; i++)
-    if (n->links[i]->id == id)
+    if (n->link_ids[i] == id)
       return n->links[i];
   return NULL;
 }
@@ -334,6 +335,7 @@ static void free_link(pm_node *n, link *l) {
   for (size_t i = 0; i < n->nlinks; i++) {
     if (n->links[i] == l) {
       n->links[i] = n->links[--n->nlinks];
+      n->link_ids[i] = n->link_ids[n->nlinks];
       break;
     }
   }
@@ -1230,7 +1232,6 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   pm_authors_accept(n->authors, m.origin, m.seq);
   rate_link(l, 1);
   pm_missing_remove(n->missing, m.id);
-  pm_members_heard(n->members, m.origin, now);
   if (presence) {
     on_presence(n, now, &m);
     if (m.hops < UINT16_MAX)
@@ -1631,6 +1632,7 @@ void pm_node_free(pm_node *n) {
   while (n->nlinks)
     free_link(n, n->links[0]);
   mem_free(n, n->links);
+  mem_free(n, n->link_ids);
   for (size_t i = 0; i < n->evq_len; i++)
     mem_free(n, n->evq[(n->evq_head + i) % n->evq_cap].body);
   mem_free(n, n->ev_current.body);
@@ -1663,12 +1665,20 @@ int pm_node_link_open(pm_node *n, uint64_t now, int outbound,
   if (n->nlinks == n->links_cap) {
     size_t cap = n->links_cap ? n->links_cap * 2 : 8;
     link **nl = mem_alloc(n, cap * sizeof *nl);
-    if (!nl)
+    uint32_t *ni = mem_alloc(n, cap * sizeof *ni);
+    if (!nl || !ni) {
+      mem_free(n, nl);
+      mem_free(n, ni);
       return PM_ERR_NOMEM;
-    if (n->nlinks)
+    }
+    if (n->nlinks) {
       memcpy(nl, n->links, n->nlinks * sizeof *nl);
+      memcpy(ni, n->link_ids, n->nlinks * sizeof *ni);
+    }
     mem_free(n, n->links);
+    mem_free(n, n->link_ids);
     n->links = nl;
+    n->link_ids = ni;
     n->links_cap = cap;
   }
   link *l = mem_alloc(n, sizeof *l);
@@ -1690,6 +1700,7 @@ int pm_node_link_open(pm_node *n, uint64_t now, int outbound,
   pm_buf_init(&l->graft, n->alloc);
   pm_buf_init(&l->news, n->alloc);
   l->opened_at = l->last_recv = now;
+  n->link_ids[n->nlinks] = l->id;
   n->links[n->nlinks++] = l;
 
   pm_msg_hello h = {n->mesh, strlen(n->mesh), {0}, n->listen_port, 0};

@@ -21,6 +21,7 @@ VERSION = 1
 T_HELLO, T_CONNECT, T_WELCOME, T_REFUSE, T_DISCONNECT, T_PING = (
     0x01, 0x10, 0x11, 0x12, 0x13, 0x14)
 T_FLOOD, T_IHAVE, T_GRAFT, T_TREE, T_SYNC = 0x20, 0x21, 0x22, 0x24, 0x25
+T_MEMBERS, T_MEMBERS_DIGEST = 0x26, 0x27
 T_OLD_PRUNE = 0x23  # Prune, retired with the Tree frame: now an unknown type
 R_REGISTER, R_REGISTERED, R_RESOLVE, R_RESOLVED = 0x40, 0x41, 0x42, 0x43
 R_UNREGISTER, R_UNREGISTERED, R_ERROR = 0x44, 0x45, 0x4f
@@ -129,6 +130,27 @@ def tree(root=PEER_ID, epoch=1, dist=0, flags=0):
 
 def sync(window_ms=60000):
     return frame(T_SYNC, u32(window_ms))
+
+
+def members(entries, count=None):
+    """Members: u16 count, count x (id[32], incarnation u32, interval u32)."""
+    return frame(T_MEMBERS, u16(len(entries) if count is None else count) +
+                 b"".join(nid + u32(inc) + u32(iv) for nid, inc, iv in entries))
+
+
+def member_tag(nid):
+    return struct.unpack(">Q", nid[8:16])[0]
+
+
+def members_digest(live_ids):
+    """MembersDigest of these live members: per bucket (first ID byte mod
+    32), u32 count and u64 XOR of tags (ID bytes 8..15, big-endian)."""
+    count, tags = [0] * 32, [0] * 32
+    for nid in live_ids:
+        count[nid[0] % 32] += 1
+        tags[nid[0] % 32] ^= member_tag(nid)
+    return frame(T_MEMBERS_DIGEST,
+                 b"".join(u32(c) + u64(t) for c, t in zip(count, tags)))
 
 
 def fake_id(n):
@@ -303,6 +325,27 @@ def node_seeds():
         frame(T_PING, b""))
     s["in-sync-windows"] = node_input(
         F_SEND_OWN, 0x40, 2, 0, inbound + sync(0) + sync(0xffffffff))
+    # Presence tables (PROTOCOL.md 5.5): Members at any time on a connected
+    # link (new, known, self, clamped intervals, a newer incarnation, none);
+    # the root (the peer) first loses the tree, so that the detached node
+    # passes the joins on to the second neighbour. Then digests, answered
+    # with the differing buckets' entries at most once per 5 s (step 80:
+    # 6.4 s per chunk).
+    mem3 = [(node_id(0x31), 1, 60000), (NODE_ID, 9, 60000),
+            (node_id(0x32), 0, 0), (node_id(0x51), 7, 0xffffffff)]
+    s["in-members"] = node_input(
+        F_SECOND, 0x08, 40, 0,
+        inbound + tree() + tree(epoch=2, dist=0xffff) + members(mem3) +
+        chat + frame(T_PING, b"") * 4 +
+        members(mem3) + members([(node_id(0x31), 2, 30000)]) + members([]) +
+        frame(T_PING, b"") * 4)
+    s["in-members-digest"] = node_input(
+        F_SECOND, 0x3f, 80, 0,
+        inbound + members_digest([]) + members_digest([PEER_ID]) +
+        members(mem3) + frame(T_PING, b"") * 40 +
+        members_digest([NODE_ID, node_id(0x31), node_id(0x32),
+                        node_id(0x51)]) + frame(T_PING, b"") * 40 +
+        members_digest([NODE_ID, PEER_ID, node_id(0x31), node_id(0x32)]))
     # Configurations (byte 4).
     s["in-busy"] = node_input(F_SECOND, 0, 0, 0, inbound, C_COUNTS_1_1_1)
     s["out-busy"] = node_input(F_SECOND | F_OUTBOUND, 0, 0, 0,
