@@ -64,7 +64,8 @@
   5000 /* least time between two answers */ /* announcements wait this long to \
                                                share frames */
 #define SYNC_WINDOW_MS CACHE_TTL_MS         /* catch-up asks for this much */
-#define SYNC_MAX_IDS 256 /* and is told of at most this many */
+#define LINK_SYNC_WINDOW_MS 2000 /* ... and any later new link, this much */
+#define SYNC_MAX_IDS 256         /* and is told of at most this many */
 #define EXPLORE_INTERVAL_MS 10000
 #define MEMBER_CAPACITY 16384       /* members kept in the presence table */
 #define SUSPECT_TIMEOUT_MS 10000    /* a suspect not refuted this long fails */
@@ -618,6 +619,13 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
     else
       first_alive(n, now); /* joining: the neighbours' tables spread it */
     n->was_online = 1;
+  } else if (pm_msg_write_sync(&l->out, LINK_SYNC_WINDOW_MS) == 0) {
+    /* A new neighbour while online: the tree may have just moved this node
+     * to another parent, and a message still on its way along the old
+     * branch is lost if that link closes. The new neighbour announces
+     * what it got in the last moments; this node grafts what it lacks. */
+    l->sync_sent = 1;
+    want_send(n, l, now);
   }
   send_digest(n, l, now);
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
