@@ -12,10 +12,13 @@ typedef struct entry {
   uint8_t id[PM_NODE_ID_LEN];
   uint32_t inc;
   uint32_t interval_ms;
-  uint8_t state; /* enum pm_member_state */
-  uint64_t last_heard;
-  uint64_t suspected_at;
   uint32_t next; /* hash chain */
+  uint8_t state; /* enum pm_member_state */
+  /* The last news of it: its last $alive while alive, the suspicion while
+   * suspect, its $leave once left (a failure leaves it as it was). One
+   * field keeps an entry at 56 bytes: a node of a 10,000-member mesh holds
+   * 10,000 of them. */
+  uint64_t at;
 } entry;
 
 struct pm_members {
@@ -144,7 +147,7 @@ static int make_room(pm_members *t) {
       const entry *v = &t->entries[victim];
       int e_alive = e->state == PM_MEMBER_ALIVE;
       int v_alive = v->state == PM_MEMBER_ALIVE;
-      if (e_alive != v_alive ? !e_alive : e->last_heard < v->last_heard)
+      if (e_alive != v_alive ? !e_alive : e->at < v->at)
         victim = i;
     }
     remove_entry(t, victim);
@@ -167,7 +170,7 @@ static int make_room(pm_members *t) {
 
 static uint64_t silent_deadline(const pm_members *t, const entry *e) {
   uint64_t iv = e->interval_ms > t->floor_ms ? e->interval_ms : t->floor_ms;
-  return e->last_heard + SILENT_INTERVALS * iv + t->suspect_ms;
+  return e->at + SILENT_INTERVALS * iv + t->suspect_ms;
 }
 
 static void set_alive(pm_members *t, entry *e, uint32_t inc,
@@ -177,7 +180,7 @@ static void set_alive(pm_members *t, entry *e, uint32_t inc,
   e->state = PM_MEMBER_ALIVE;
   e->inc = inc;
   e->interval_ms = interval_ms;
-  e->last_heard = now;
+  e->at = now;
   uint64_t due = silent_deadline(t, e);
   if (due < t->next_due)
     t->next_due = due;
@@ -250,7 +253,7 @@ int pm_members_leave(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
     toggle_live(t, e, 0);
   e->state = PM_MEMBER_LEFT;
   e->inc = inc;
-  e->last_heard = now;
+  e->at = now;
   /* A member already reported failed is gone already: no second event. */
   return was_live ? PM_MEMBERS_LEFT : PM_MEMBERS_NONE;
 }
@@ -262,7 +265,7 @@ int pm_members_suspect(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
     return PM_MEMBERS_NONE;
   e->state = PM_MEMBER_SUSPECT;
   e->inc = inc;
-  e->suspected_at = now;
+  e->at = now;
   if (now + t->suspect_ms < t->next_due)
     t->next_due = now + t->suspect_ms;
   return PM_MEMBERS_SUSPECTED;
@@ -277,7 +280,7 @@ void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
     entry *e = &t->entries[i];
     uint64_t due;
     if (e->state == PM_MEMBER_SUSPECT)
-      due = e->suspected_at + t->suspect_ms;
+      due = e->at + t->suspect_ms;
     else if (e->state == PM_MEMBER_ALIVE)
       due = silent_deadline(t, e);
     else
@@ -320,7 +323,7 @@ uint32_t pm_members_live(const pm_members *t) {
 }
 
 uint32_t pm_members_bucket(const uint8_t id[PM_NODE_ID_LEN]) {
-  return id[0] % PM_MEMBERS_BUCKETS;
+  return id[0]; /* PM_MEMBERS_BUCKETS is 256 */
 }
 
 uint64_t pm_members_tag(const uint8_t id[PM_NODE_ID_LEN]) {
@@ -346,7 +349,7 @@ void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
   memcpy(out->id, e->id, PM_NODE_ID_LEN);
   out->incarnation = e->inc;
   out->state = e->state;
-  out->last_heard = e->last_heard;
+  out->last_heard = e->at;
   if (interval_ms)
     *interval_ms = e->interval_ms;
 }

@@ -35,12 +35,14 @@
 
 /* Members: u16 count, count x (id[32], u32 incarnation, u32 interval_ms). */
 #define PM_FRAME_MEMBERS 0x26
-/* MembersDigest: for each of 32 buckets (a member's bucket is the first
- * byte of its ID modulo 32), u32 live members counted (the sender
- * included) and u64 XOR of their tags (bytes 8..15 of the ID, big-endian). */
+/* MembersDigest: for each of B buckets (B a power of two, 1..256; a
+ * member's bucket is the first byte of its ID modulo B), u32 live members
+ * counted (the sender included) and u64 XOR of their tags (bytes 8..15 of
+ * the ID, big-endian). The table keeps the 256 finest buckets. */
 #define PM_FRAME_MEMBERS_DIGEST 0x27
-#define PM_MEMBERS_BUCKETS 32
-#define PM_MEMBERS_DIGEST_LEN (PM_MEMBERS_BUCKETS * 12)
+#define PM_MEMBERS_BUCKETS 256
+#define PM_MEMBERS_DIGEST_ENTRY 12
+#define PM_MEMBERS_DIGEST_LEN (PM_MEMBERS_BUCKETS * PM_MEMBERS_DIGEST_ENTRY)
 #define PM_MEMBERS_ENTRY_LEN (PM_NODE_ID_LEN + 8)
 #define PM_MEMBERS_PER_FRAME 1024
 

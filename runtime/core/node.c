@@ -58,14 +58,13 @@
                                   every link, not only the tree's */
 #define MAX_LINKS (2 * 64 + 8) /* links a node keeps, counting half-open */
 #define BUF_KEEP_BYTES 2048    /* an idle link buffer keeps at most this */
-#define IHAVE_DELAY_MS 100
-#define DIGEST_INTERVAL_MS 30000 /* member digests on a link, +-25 % */
-#define DIGEST_ANSWER_GAP_MS                                                   \
-  5000 /* least time between two answers */ /* announcements wait this long to \
-                                               share frames */
-#define SYNC_WINDOW_MS CACHE_TTL_MS         /* catch-up asks for this much */
-#define LINK_SYNC_WINDOW_MS 2000 /* ... and any later new link, this much */
-#define SYNC_MAX_IDS 256         /* and is told of at most this many */
+#define IHAVE_DELAY_MS 100 /* announcements wait this long to share frames */
+#define DIGEST_INTERVAL_MS 30000    /* member digests on a link, +-25 % */
+#define DIGEST_FIRST_MS 5000        /* a new link's first digest: 5..15 s in */
+#define DIGEST_ANSWER_GAP_MS 5000   /* least time between two answers */
+#define SYNC_WINDOW_MS CACHE_TTL_MS /* catch-up asks for this much */
+#define LINK_SYNC_WINDOW_MS 2000    /* ... and any later new link, this much */
+#define SYNC_MAX_IDS 256            /* and is told of at most this many */
 #define EXPLORE_INTERVAL_MS 10000
 #define MEMBER_CAPACITY 16384       /* members kept in the presence table */
 #define SUSPECT_TIMEOUT_MS 10000    /* a suspect not refuted this long fails */
@@ -598,7 +597,7 @@ static void tree_refresh(pm_node *n, uint64_t now, int tick) {
 }
 
 static void send_alive(pm_node *n, uint64_t now);
-static void first_alive(pm_node *n, uint64_t now);
+static void first_alive(pm_node *n, link *l, uint64_t now);
 static void send_digest(pm_node *n, link *l, uint64_t now);
 
 static void become_connected(pm_node *n, link *l, uint64_t now) {
@@ -617,17 +616,23 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
     if (n->was_online)
       send_alive(n, now); /* back: "I am here", to those that gave up */
     else
-      first_alive(n, now); /* joining: the neighbours' tables spread it */
+      first_alive(n, l, now); /* joining: the tables spread it */
     n->was_online = 1;
-  } else if (pm_msg_write_sync(&l->out, LINK_SYNC_WINDOW_MS) == 0) {
+    send_digest(n, l, now); /* the neighbour answers with its table */
+  } else {
     /* A new neighbour while online: the tree may have just moved this node
      * to another parent, and a message still on its way along the old
      * branch is lost if that link closes. The new neighbour announces
      * what it got in the last moments; this node grafts what it lacks. */
-    l->sync_sent = 1;
-    want_send(n, l, now);
+    if (pm_msg_write_sync(&l->out, LINK_SYNC_WINDOW_MS) == 0) {
+      l->sync_sent = 1;
+      want_send(n, l, now);
+    }
+    /* Tables are compared a little later: right after a link comes up
+     * they often differ only by news still on its way (many nodes
+     * starting at once), and the answer would repeat it. */
+    l->next_digest = now + DIGEST_FIRST_MS + rnd(n, DIGEST_FIRST_MS * 2 + 1);
   }
-  send_digest(n, l, now);
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
   if (e) {
     memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
@@ -949,10 +954,19 @@ static void send_alive(pm_node *n, uint64_t now) {
 /* Joining: no flood. The first neighbour's table takes this node's entry
  * (it comes first in this node's Members), and every table that learns of
  * it passes it on, in batches (PROTOCOL.md §5.5). */
-static void first_alive(pm_node *n, uint64_t now) {
+static void encode_member(uint8_t e[PM_MEMBERS_ENTRY_LEN],
+                          const uint8_t id[PM_NODE_ID_LEN], uint32_t inc,
+                          uint32_t iv);
+
+static void first_alive(pm_node *n, link *l, uint64_t now) {
   n->refresh_iv = refresh_interval(n);
   n->last_alive = now;
   n->next_refresh = now + n->refresh_iv;
+  uint8_t e[PM_MEMBERS_ENTRY_LEN];
+  encode_member(e, n->id, n->incarnation, n->refresh_iv);
+  pm_buf_put(&l->news, e, sizeof e); /* to the first neighbour only */
+  if (!n->announce_at)
+    n->announce_at = now + IHAVE_DELAY_MS;
 }
 
 /* The refresh is due. A node that has learned since that the mesh is
@@ -1066,13 +1080,14 @@ static void encode_member(uint8_t e[PM_MEMBERS_ENTRY_LEN],
   pm_store_u32(e + PM_NODE_ID_LEN + 4, iv);
 }
 
-/* Members: this node's table, the digest buckets in `mask` only, alive
- * members only, itself first. */
-static void send_members(pm_node *n, link *l, uint32_t mask, uint64_t now) {
+/* Members: this node's table, alive members only, itself first; of the
+ * entries whose bucket among `nb` is marked in `want`. */
+static void send_members(pm_node *n, link *l, const uint8_t *want, unsigned nb,
+                         uint64_t now) {
   pm_buf all;
   pm_buf_init(&all, n->alloc);
   uint8_t e[PM_MEMBERS_ENTRY_LEN];
-  if (mask >> pm_members_bucket(n->id) & 1) {
+  if (want[pm_members_bucket(n->id) % nb]) {
     encode_member(e, n->id, n->incarnation, n->refresh_iv);
     pm_buf_put(&all, e, sizeof e);
   }
@@ -1081,8 +1096,7 @@ static void send_members(pm_node *n, link *l, uint32_t mask, uint64_t now) {
     pm_member_info info;
     uint32_t iv;
     pm_members_at(n->members, i, &info, &iv);
-    if (info.state != PM_MEMBER_ALIVE ||
-        !(mask >> pm_members_bucket(info.id) & 1))
+    if (info.state != PM_MEMBER_ALIVE || !want[pm_members_bucket(info.id) % nb])
       continue;
     encode_member(e, info.id, info.incarnation, iv);
     pm_buf_put(&all, e, sizeof e);
@@ -1092,27 +1106,43 @@ static void send_members(pm_node *n, link *l, uint32_t mask, uint64_t now) {
   pm_buf_free(&all);
 }
 
-/* This node's digest: its table's, itself included. */
-static void own_digest(const pm_node *n, uint32_t count[PM_MEMBERS_BUCKETS],
-                       uint64_t tags[PM_MEMBERS_BUCKETS]) {
-  pm_members_digest(n->members, count, tags);
+/* This node's digest in `nb` buckets (a power of two up to 256): its
+ * table's, itself included. */
+static void own_digest(const pm_node *n, unsigned nb, uint32_t *count,
+                       uint64_t *tags) {
+  uint32_t fc[PM_MEMBERS_BUCKETS];
+  uint64_t ft[PM_MEMBERS_BUCKETS];
+  pm_members_digest(n->members, fc, ft);
   uint32_t b = pm_members_bucket(n->id);
-  count[b]++;
-  tags[b] ^= pm_members_tag(n->id);
+  fc[b]++;
+  ft[b] ^= pm_members_tag(n->id);
+  for (unsigned i = 0; i < nb; i++) {
+    count[i] = 0;
+    tags[i] = 0;
+  }
+  for (unsigned i = 0; i < PM_MEMBERS_BUCKETS; i++) {
+    count[i % nb] += fc[i];
+    tags[i % nb] ^= ft[i];
+  }
 }
 
-/* MembersDigest, on every new link and then every DIGEST_INTERVAL_MS: a
- * peer whose own digest differs answers with the entries of the buckets
- * that differ. That is how two parts of a mesh that meet (after a
- * partition, or islands formed while the mesh started) learn of each
- * other's members, and how a node mends what it missed while the tree
- * that carries news was changing. */
+/* MembersDigest, 5..15 s after a link comes up (at once when it brings
+ * this node online) and then every DIGEST_INTERVAL_MS: a peer whose own
+ * digest differs answers with the entries of the buckets that differ.
+ * That is how two parts of a mesh that meet (after a partition, or islands
+ * formed while the mesh started) learn of each other's members, and how a
+ * node mends what it missed while the tree that carries news was changing.
+ * About 8 members a bucket: a small mesh sends a few bytes, a large one
+ * 3 KiB, and an answer holds little more than the entries that differ. */
 static void send_digest(pm_node *n, link *l, uint64_t now) {
+  unsigned nb = 1;
+  while (nb < PM_MEMBERS_BUCKETS && nb * 8 < pm_members_live(n->members) + 1)
+    nb *= 2;
   uint32_t count[PM_MEMBERS_BUCKETS];
   uint64_t tags[PM_MEMBERS_BUCKETS];
-  own_digest(n, count, tags);
+  own_digest(n, nb, count, tags);
   size_t start = pm_frame_begin(&l->out, PM_FRAME_MEMBERS_DIGEST);
-  for (int b = 0; b < PM_MEMBERS_BUCKETS; b++) {
+  for (unsigned b = 0; b < nb; b++) {
     pm_buf_u32(&l->out, count[b]);
     pm_buf_u64(&l->out, tags[b]);
   }
@@ -1125,7 +1155,9 @@ static void send_digest(pm_node *n, link *l, uint64_t now) {
 static int on_digest(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
-  if (f->len != PM_MEMBERS_DIGEST_LEN)
+  size_t nb = f->len / PM_MEMBERS_DIGEST_ENTRY;
+  if (f->len % PM_MEMBERS_DIGEST_ENTRY || nb == 0 || nb > PM_MEMBERS_BUCKETS ||
+      (nb & (nb - 1)))
     return link_error(n, l, now, PM_ERR_MALFORMED);
   /* At most one answer per DIGEST_ANSWER_GAP_MS: a small frame must not
    * buy a table's worth of traffic at will. */
@@ -1135,15 +1167,16 @@ static int on_digest(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   l->digest_answered_at = now;
   uint32_t count[PM_MEMBERS_BUCKETS];
   uint64_t tags[PM_MEMBERS_BUCKETS];
-  own_digest(n, count, tags);
-  uint32_t mask = 0;
-  for (int b = 0; b < PM_MEMBERS_BUCKETS; b++) {
-    const uint8_t *p = f->payload + 12 * b;
-    if (pm_load_u32(p) != count[b] || pm_load_u64(p + 4) != tags[b])
-      mask |= 1u << b;
+  own_digest(n, (unsigned)nb, count, tags);
+  uint8_t want[PM_MEMBERS_BUCKETS];
+  int any = 0;
+  for (size_t b = 0; b < nb; b++) {
+    const uint8_t *p = f->payload + PM_MEMBERS_DIGEST_ENTRY * b;
+    want[b] = pm_load_u32(p) != count[b] || pm_load_u64(p + 4) != tags[b];
+    any |= want[b];
   }
-  if (mask)
-    send_members(n, l, mask, now);
+  if (any)
+    send_members(n, l, want, (unsigned)nb, now);
   return 0;
 }
 

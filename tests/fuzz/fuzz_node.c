@@ -223,7 +223,11 @@ static void check_frames(harness *h, const uint8_t *data, size_t len) {
       break;
     }
     case PM_FRAME_MEMBERS_DIGEST: /* runtime/core/members.h */
-      FUZZ_CHECK(f.len == PM_MEMBERS_DIGEST_LEN);
+      FUZZ_CHECK(f.len % PM_MEMBERS_DIGEST_ENTRY == 0);
+      FUZZ_CHECK(f.len >= PM_MEMBERS_DIGEST_ENTRY &&
+                 f.len <= PM_MEMBERS_DIGEST_LEN);
+      FUZZ_CHECK(((f.len / PM_MEMBERS_DIGEST_ENTRY) &
+                  (f.len / PM_MEMBERS_DIGEST_ENTRY - 1)) == 0);
       break;
     case PM_FRAME_MEMBERS:
       FUZZ_CHECK(f.len >= 2);

@@ -79,15 +79,16 @@ static uint64_t last_heard_of(const pm_members *t, uint32_t k) {
 }
 
 /* 1 when the table's digest is exactly that of members keys[0..n): counted
- * in bucket id[0] % 32, their tags XORed; computed here, not by members.c. */
+ * in bucket id[0] (of 256), their tags XORed; computed here, not by
+ * members.c. */
 static int digest_is(const pm_members *t, const uint32_t *keys, size_t n) {
   uint32_t want_count[PM_MEMBERS_BUCKETS] = {0};
   uint64_t want_tags[PM_MEMBERS_BUCKETS] = {0};
   for (size_t i = 0; i < n; i++) {
     uint8_t id[PM_NODE_ID_LEN];
     id_of(id, keys[i]);
-    want_count[id[0] % 32]++;
-    want_tags[id[0] % 32] ^= tag_of(keys[i]);
+    want_count[id[0]]++;
+    want_tags[id[0]] ^= tag_of(keys[i]);
   }
   uint32_t count[PM_MEMBERS_BUCKETS];
   uint64_t tags[PM_MEMBERS_BUCKETS];
@@ -369,14 +370,14 @@ static void test_vouch_cannot_revive_same_incarnation(void) {
 static void test_bucket_and_tag(void) {
   uint8_t id[PM_NODE_ID_LEN];
   memset(id, 0xff, sizeof id);
-  id[0] = 0x45; /* 69 % 32 */
+  id[0] = 0x45; /* the first byte: 256 buckets */
   for (int i = 8; i < 16; i++)
     id[i] = (uint8_t)(i - 7);
-  CHECK_INT(pm_members_bucket(id), 5);
+  CHECK_INT(pm_members_bucket(id), 0x45);
   CHECK(pm_members_tag(id) == 0x0102030405060708u);
   id[0] = 0xff;
-  CHECK_INT(pm_members_bucket(id), 31);
-  id[0] = 0x20;
+  CHECK_INT(pm_members_bucket(id), 255);
+  id[0] = 0x00;
   CHECK_INT(pm_members_bucket(id), 0);
   id[8] = 0x80;
   CHECK(pm_members_tag(id) == 0x8002030405060708u);
@@ -490,7 +491,7 @@ static void test_digest_independent_of_order(void) {
   CHECK_INT(alive(a, 300, 0, 3000), PM_MEMBERS_JOINED);
   uint8_t id[PM_NODE_ID_LEN];
   id_of(id, 300);
-  int bk = id[0] % 32; /* 300 & 0xff = 44: bucket 12 */
+  int bk = id[0]; /* 300 & 0xff = 44: bucket 44 */
   pm_members_digest(a, ca, ta);
   for (int i = 0; i < PM_MEMBERS_BUCKETS; i++) {
     int differs = ca[i] != cb[i] || ta[i] != tb[i];

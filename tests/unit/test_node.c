@@ -665,6 +665,24 @@ static const uint8_t *raw_last_payload(const world *w, size_t pi,
   return last;
 }
 
+/* The payload length of the last frame of `type` the node sent to raw
+ * peer `pi`, or -1. */
+static long raw_last_len(const world *w, size_t pi, uint8_t type) {
+  const pm_buf *b = &w->p[pi].raw_in;
+  long len = -1;
+  size_t off = 0;
+  while (off < b->len) {
+    pm_frame f;
+    size_t used;
+    if (pm_frame_parse(b->data + off, b->len - off, &f, &used) != 1)
+      break;
+    if (f.type == type)
+      len = (long)f.len;
+    off += used;
+  }
+  return len;
+}
+
 static int raw_hello(world *w, size_t pi, const char *mesh, uint8_t id_byte,
                      uint16_t port) {
   pm_buf b;
@@ -2381,34 +2399,42 @@ static void test_members_frame(void) {
   CHECK_INT(raw_send(w, r, empty, sizeof empty), 0);
   CHECK_INT(stats(w, 0).members, 2);
 
-  /* A tells every new neighbour the digest of its table (itself
-   * included): per bucket (first ID byte mod 32) a count and the XOR of
-   * ID bytes 8..15. A digest that differs gets the entries of the buckets
-   * that differ, A first when its bucket is one of them. */
+  /* A tells the neighbour that brings it online the digest of its table
+   * (itself included) at once: B buckets, about 8 members each (B a power
+   * of two; a member's bucket is its ID's first byte mod B), each a count
+   * and the XOR of ID bytes 8..15. A alone: one bucket. A digest that
+   * differs gets the entries of the buckets that differ, A first when its
+   * bucket is one of them. */
   CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS_DIGEST), 1);
   const uint8_t *dp = raw_last_payload(w, r, PM_FRAME_MEMBERS_DIGEST);
+  CHECK_INT(raw_last_len(w, r, PM_FRAME_MEMBERS_DIGEST), 12);
   if (dp) {
-    for (int b = 0; b < PM_MEMBERS_BUCKETS; b++) {
-      const uint8_t *bp = dp + 12 * b;
-      int own = b == 0x11 % PM_MEMBERS_BUCKETS; /* A alone, then */
-      CHECK_INT(bp[3], own);
-      CHECK_INT(bp[4], own ? 0x11 : 0);
-      CHECK_INT(bp[11], own ? 0x11 : 0);
-    }
+    CHECK_INT(dp[3], 1);
+    CHECK_INT(dp[4], 0x11);
+    CHECK_INT(dp[11], 0x11);
   }
+  /* Its own entry goes to its first neighbour as news, with the next
+   * batch of announcements. */
   CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 0);
+  run_until(w, w->now + 200);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 1);
+  const uint8_t *jp = raw_last_payload(w, r, PM_FRAME_MEMBERS);
+  if (jp) {
+    CHECK_INT(jp[0] << 8 | jp[1], 1);
+    CHECK_MEM(jp + 2, w->n[0].id, PM_NODE_ID_LEN);
+  }
   /* The raw neighbour's digest: itself (0x77) and no one else. Its bucket
    * matches A's now; A's own (0x11) and 0x55's buckets do not. */
-  uint8_t dg[6 + PM_MEMBERS_DIGEST_LEN];
+  uint8_t dg[6 + 32 * 12]; /* 32 buckets */
   memset(dg, 0, sizeof dg);
   dg[0] = 1;
   dg[1] = PM_FRAME_MEMBERS_DIGEST;
-  put_u32(dg + 2, PM_MEMBERS_DIGEST_LEN);
-  uint8_t *b77 = dg + 6 + 12 * (0x77 % PM_MEMBERS_BUCKETS);
+  put_u32(dg + 2, 32 * 12);
+  uint8_t *b77 = dg + 6 + 12 * (0x77 % 32);
   put_u32(b77, 1);
   memset(b77 + 4, 0x77, 8);
   CHECK_INT(raw_send(w, r, dg, sizeof dg), 0);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 1);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 2);
   const uint8_t *mp = raw_last_payload(w, r, PM_FRAME_MEMBERS);
   if (mp) {
     CHECK_INT(mp[0] << 8 | mp[1], 2);
@@ -2417,10 +2443,10 @@ static void test_members_frame(void) {
   }
   /* One answer per 5 s at most. */
   CHECK_INT(raw_send(w, r, dg, sizeof dg), 0);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 1);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 2);
   run_until(w, w->now + 5000);
   CHECK_INT(raw_send(w, r, dg, sizeof dg), 0);
-  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 2);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 3);
   /* Digests go out again every 30 s (+-25 %). */
   run_until(w, w->now + 40000);
   CHECK(raw_frames(w, r, PM_FRAME_MEMBERS_DIGEST) >= 2);
@@ -2473,6 +2499,9 @@ static void test_members_news_passed_on(void) {
   const uint8_t *sp = raw_last_payload(w, r, PM_FRAME_SYNC);
   if (sp)
     CHECK_INT(sp[0] << 24 | sp[1] << 16 | sp[2] << 8 | sp[3], 2000);
+  /* Its digest comes 5..15 s after the link, not at once. */
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS_DIGEST), 0);
+  uint64_t linked = w->now;
   uint8_t id55[PM_NODE_ID_LEN];
   memset(id55, 0x55, sizeof id55);
   uint8_t f[6 + 2 + 40];
@@ -2492,6 +2521,10 @@ static void test_members_news_passed_on(void) {
   CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_JOINED, id55), 1);
   CHECK_INT(count_member_ev(w, 1, PM_EV_MEMBER_JOINED, id55), 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), sent);
+  run_until(w, linked + 4999);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS_DIGEST), 0);
+  run_until(w, linked + 15001);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS_DIGEST), 1);
   /* 0x55 never refreshes: it fails. A neighbour still vouching for it
    * cannot bring it back, unless with a new incarnation. */
   run_until(w, w->now + 3 * 37500 + 10000 + 1000);
