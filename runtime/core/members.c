@@ -112,6 +112,11 @@ static entry *find(const pm_members *t, const uint8_t *id) {
   return NULL;
 }
 
+void pm_members_prefetch(const pm_members *t,
+                         const uint8_t id[PM_NODE_ID_LEN]) {
+  __builtin_prefetch(&t->buckets[hash(t, id)]);
+}
+
 /* Unlinks entry `i` from its chain. */
 static void unlink_entry(pm_members *t, uint32_t i) {
   uint32_t *p = &t->buckets[hash(t, t->entries[i].id)];

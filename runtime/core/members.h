@@ -75,6 +75,9 @@ int pm_members_suspect(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
  * Returns a change (JOINED or NONE), or PM_ERR_NOMEM. */
 int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint32_t interval_ms, uint64_t now);
+/* A hint that `id` is looked up soon: its hash bucket is loaded ahead, so
+ * that a table's worth of entries does not wait on memory one by one. */
+void pm_members_prefetch(const pm_members *t, const uint8_t id[PM_NODE_ID_LEN]);
 /* Fails the members due at `now`, calling `fn` for each. */
 void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
                        void *ud);

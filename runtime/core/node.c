@@ -1223,6 +1223,8 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return link_error(n, l, now, PM_ERR_MALFORMED);
   for (size_t k = 0; k < count; k++) {
     const uint8_t *e = f->payload + 2 + k * PM_MEMBERS_ENTRY_LEN;
+    if (k + 8 < count)
+      pm_members_prefetch(n->members, e + 8 * PM_MEMBERS_ENTRY_LEN);
     if (memcmp(e, n->id, PM_NODE_ID_LEN) == 0)
       continue; /* this node is never in its own table */
     uint32_t iv = sane_interval(pm_load_u32(e + PM_NODE_ID_LEN + 4));

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "sim.h"
-#include "test_signer.h"
 
 static uint64_t node_random(void *ud) {
   return sim_splitmix((uint64_t *)ud);
@@ -216,6 +215,36 @@ void sim_on_resolve(sim_part *p, uint32_t n) {
   }
 }
 
+/* The simulator's stand-in signature: each byte mixes the message ID and
+ * the author's ID, so a message altered, or attributed to another author,
+ * fails verification as it would with Ed25519. It is not a MAC (anyone can
+ * compute it): the simulator measures the protocol, not the cryptography,
+ * and a keyed hash per message was a few percent of a large run.
+ * tests/unit/test_signer.h is the one the unit tests and fuzzers use. */
+static void sim_signature(const uint8_t author[PM_NODE_ID_LEN],
+                          const uint8_t id[PM_MSG_ID_LEN],
+                          uint8_t sig[PM_SIG_BYTES]) {
+  for (int i = 0; i < PM_SIG_BYTES; i++)
+    sig[i] = (uint8_t)(id[i % PM_MSG_ID_LEN] ^
+                       author[(i * 7 + 3) % PM_NODE_ID_LEN] ^ (i * 0x9d));
+}
+
+static void sim_sign(void *ud, const uint8_t author[PM_NODE_ID_LEN],
+                     const uint8_t id[PM_MSG_ID_LEN],
+                     uint8_t sig[PM_SIG_BYTES]) {
+  (void)ud;
+  sim_signature(author, id, sig);
+}
+
+static int sim_verify(void *ud, const uint8_t author[PM_NODE_ID_LEN],
+                      const uint8_t id[PM_MSG_ID_LEN],
+                      const uint8_t sig[PM_SIG_BYTES]) {
+  (void)ud;
+  uint8_t want[PM_SIG_BYTES];
+  sim_signature(author, id, want);
+  return memcmp(want, sig, PM_SIG_BYTES) == 0;
+}
+
 void sim_node_start(sim_part *p, uint32_t h, uint32_t n, int restart) {
   sim *s = p->s;
   if (n >= s->nodes_cap) {
@@ -246,9 +275,9 @@ void sim_node_start(sim_part *p, uint32_t h, uint32_t n, int restart) {
   cfg.send_queue_limit = s->o->send_queue_limit;
   cfg.random = node_random;
   cfg.random_ud = &nd->rng;
-  /* Made-up IDs, not Ed25519 keys: messages carry the test signer's MACs,
-   * which still tie each to its author (tests/unit/test_signer.h). */
-  static const pm_signer signer = {pm_test_sign, pm_test_verify, NULL};
+  /* Made-up IDs, not Ed25519 keys: messages carry a stand-in signature
+   * that still ties each to its author and its ID (sim_sign). */
+  static const pm_signer signer = {sim_sign, sim_verify, NULL};
   cfg.signer = &signer;
   /* A restarted node counts on from above its earlier incarnation. */
   cfg.first_seq = p->now * 1000 + 1;
