@@ -195,6 +195,13 @@ struct pm_node {
   uint64_t seq;
   pm_node_stats stats;
   pm_members *members; /* the other members, as far as this node knows */
+  /* Copies kept here so that pm_node_deadline, called after every event,
+   * reads no other structure: pm_members_deadline and pm_missing_deadline
+   * as of their last change, the missing table's size, the links in
+   * CONNECTED, and a lower bound of every link's own deadline. */
+  uint64_t members_due, missing_due, links_due;
+  uint32_t missing_n;
+  unsigned nconnected;
   uint32_t member_capacity;
   uint32_t incarnation;
   uint32_t refresh_iv;   /* the refresh interval last announced */
@@ -312,6 +319,20 @@ static ev_item *push_event(pm_node *n, int kind) {
   e->order = n->ev_order++;
   e->ev.kind = kind;
   return e;
+}
+
+static void note_members(pm_node *n) {
+  n->members_due = pm_members_deadline(n->members);
+}
+
+static void note_missing(pm_node *n) {
+  n->missing_due = pm_missing_deadline(n->missing);
+  n->missing_n = pm_missing_count(n->missing);
+}
+
+static void note_link_due(pm_node *n, uint64_t due) {
+  if (due < n->links_due)
+    n->links_due = due;
 }
 
 /* ---- links --------------------------------------------------------------- */
@@ -453,9 +474,12 @@ static void close_link(pm_node *n, link *l, uint64_t now, int reason,
   }
   int was_connected = l->state == LINK_CONNECTED;
   l->state = LINK_CLOSED;
-  if (was_connected)
+  if (was_connected) {
     n->tree_dirty = 1;
+    n->nconnected--;
+  }
   pm_missing_forget_link(n->missing, l->id, fallback_source(n, l));
+  note_missing(n);
   if (l->outbound)
     candidate_done(n, now, l->dial_addr, was_connected);
   if (was_connected) {
@@ -602,6 +626,7 @@ static void send_digest(pm_node *n, link *l, uint64_t now);
 
 static void become_connected(pm_node *n, link *l, uint64_t now) {
   l->state = LINK_CONNECTED;
+  n->nconnected++;
   send_tree(n, l, now);
   /* Coming online (joining, or back after losing every neighbour): ask
    * for what the mesh said meanwhile, and tell of what this node holds —
@@ -633,6 +658,8 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
      * starting at once), and the answer would repeat it. */
     l->next_digest = now + DIGEST_FIRST_MS + rnd(n, DIGEST_FIRST_MS * 2 + 1);
   }
+  note_link_due(n, l->next_digest);
+  note_link_due(n, l->last_send + PING_INTERVAL_MS);
   ev_item *e = push_event(n, PM_EV_NEIGHBOR_UP);
   if (e) {
     memcpy(e->ev.peer, l->peer, PM_NODE_ID_LEN);
@@ -992,6 +1019,7 @@ static void suspect_member(pm_node *n, uint64_t now,
   if (!pm_members_get(n->members, id, &state, &inc) || state != PM_MEMBER_ALIVE)
     return;
   pm_members_suspect(n->members, id, inc, now);
+  note_members(n);
   uint8_t body[PM_NODE_ID_LEN + 4];
   memcpy(body, id, PM_NODE_ID_LEN);
   pm_store_u32(body + PM_NODE_ID_LEN, inc);
@@ -1034,6 +1062,7 @@ static void member_alive(pm_node *n, const uint8_t id[PM_NODE_ID_LEN],
   if (pm_members_alive(n->members, id, inc, sane_interval(iv), now) ==
       PM_MEMBERS_JOINED)
     member_event(n, PM_EV_MEMBER_JOINED, id);
+  note_members(n);
 }
 
 /* Applies a presence message accepted from the mesh (presence_ok). */
@@ -1045,6 +1074,7 @@ static void on_presence(pm_node *n, uint64_t now, const pm_msg_flood *m) {
   } else if (action_is(m, "$leave")) {
     if (pm_members_leave(n->members, m->origin, inc, now) == PM_MEMBERS_LEFT)
       member_event(n, PM_EV_MEMBER_LEFT, m->origin);
+    note_members(n);
   } else if (memcmp(m->body, n->id, PM_NODE_ID_LEN) == 0) {
     /* Suspected, yet here: refute with a new incarnation. */
     if (inc >= n->incarnation && !n->left) {
@@ -1053,6 +1083,7 @@ static void on_presence(pm_node *n, uint64_t now, const pm_msg_flood *m) {
     }
   } else {
     pm_members_suspect(n->members, m->body, inc, now);
+    note_members(n);
   }
 }
 
@@ -1234,6 +1265,7 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
       queue_news(n, l, e, now);
     }
   }
+  note_members(n);
   return 0;
 }
 
@@ -1274,7 +1306,10 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   pm_dedup_insert(n->seen, m.id, now);
   pm_authors_accept(n->authors, m.origin, m.seq);
   rate_link(l, 1);
-  pm_missing_remove(n->missing, m.id);
+  if (n->missing_n) {
+    pm_missing_remove(n->missing, m.id);
+    note_missing(n);
+  }
   if (presence) {
     on_presence(n, now, &m);
     if (m.hops < UINT16_MAX)
@@ -1315,8 +1350,10 @@ static int on_ihave(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     const uint8_t *id = ids + i * PM_MSG_ID_LEN;
     int news = !pm_dedup_contains(n->seen, id, now);
     rate_link(l, news);
-    if (news)
+    if (news) {
       pm_missing_announce(n->missing, id, l->id, now + GRAFT_TIMEOUT_MS);
+      note_missing(n);
+    }
   }
   return 0;
 }
@@ -1580,6 +1617,7 @@ static void request_missing(pm_node *n, uint64_t now) {
     pm_buf_put(&l->graft, id, PM_MSG_ID_LEN);
     n->stats.grafts++;
   }
+  note_missing(n);
 }
 
 /* ---- public API
@@ -1657,6 +1695,7 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   n->member_capacity =
       cfg->member_capacity ? cfg->member_capacity : MEMBER_CAPACITY;
   n->members = pm_members_new(a, n->member_capacity, SUSPECT_TIMEOUT_MS);
+  n->links_due = n->members_due = n->missing_due = PM_DEADLINE_NONE;
   /* Incarnations start from the first sequence number, which a restarted
    * node sets above its earlier runs' (the wall clock in microseconds):
    * seconds, so that a member's new run outranks its old one. */
@@ -1743,6 +1782,9 @@ int pm_node_link_open(pm_node *n, uint64_t now, int outbound,
   pm_buf_init(&l->graft, n->alloc);
   pm_buf_init(&l->news, n->alloc);
   l->opened_at = l->last_recv = now;
+  note_link_due(n,
+                now + (CONNECT_TIMEOUT_MS < IDLE_TIMEOUT_MS ? CONNECT_TIMEOUT_MS
+                                                            : IDLE_TIMEOUT_MS));
   n->link_ids[n->nlinks] = l->id;
   n->links[n->nlinks++] = l;
 
@@ -1943,7 +1985,19 @@ void pm_node_leave(pm_node *n, uint64_t now) {
   n->left = 1;
 }
 
+/* A link's own next deadline: connect or idle timeout, ping, digest. */
+static uint64_t link_due(const link *l) {
+  uint64_t d = l->last_recv + IDLE_TIMEOUT_MS;
+  uint64_t t = l->state != LINK_CONNECTED ? l->opened_at + CONNECT_TIMEOUT_MS
+               : l->next_digest < l->last_send + PING_INTERVAL_MS
+                   ? l->next_digest
+                   : l->last_send + PING_INTERVAL_MS;
+  return t < d ? t : d;
+}
+
 void pm_node_handle_timeout(pm_node *n, uint64_t now) {
+  /* Every link is visited: the lower bound becomes exact again. */
+  n->links_due = PM_DEADLINE_NONE;
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
     if (l->state == LINK_CLOSED)
@@ -1962,6 +2016,7 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
     if (l->state == LINK_CONNECTED && now - l->last_send >= PING_INTERVAL_MS &&
         pm_msg_write_empty(&l->out, PM_FRAME_PING) == 0)
       want_send(n, l, now);
+    note_link_due(n, link_due(l));
   }
   pm_dedup_expire(n->seen, now);
   pm_msgcache_expire(n->cache, now);
@@ -1973,6 +2028,7 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
     uint32_t floor = mesh_interval(n);
     pm_members_set_floor(n->members, floor + floor / 4);
     pm_members_expire(n->members, now, member_failed, n);
+    note_members(n);
   }
   finish(n, now);
 }
@@ -1984,21 +2040,11 @@ static uint64_t min64(uint64_t a, uint64_t b) {
 uint64_t pm_node_deadline(const pm_node *n) {
   if (n->left)
     return PM_DEADLINE_NONE;
-  uint64_t d = PM_DEADLINE_NONE;
-  for (size_t i = 0; i < n->nlinks; i++) {
-    const link *l = n->links[i];
-    if (l->state == LINK_CLOSED)
-      continue;
-    if (l->state != LINK_CONNECTED)
-      d = min64(d, l->opened_at + CONNECT_TIMEOUT_MS);
-    else
-      d = min64(d, min64(l->last_send + PING_INTERVAL_MS, l->next_digest));
-    d = min64(d, l->last_recv + IDLE_TIMEOUT_MS);
-  }
+  uint64_t d = n->links_due;
   /* Wake for a candidate's backoff only when maintain() would dial it:
    * an address already linked, or a full set of links, needs no timer. */
-  unsigned have = count_state(n, LINK_CONNECTED);
-  if (have + pending_outbound(n) < n->ideal_n)
+  unsigned have = n->nconnected;
+  if (have < n->ideal_n && have + pending_outbound(n) < n->ideal_n)
     for (size_t i = 0; i < n->ncands; i++) {
       const candidate *c = &n->cands[i];
       if (!c->self && !c->dialing && !connected_to(n, c))
@@ -2010,13 +2056,13 @@ uint64_t pm_node_deadline(const pm_node *n) {
     d = min64(d, n->next_prune);
   if (have >= n->min_n && have < n->max_n)
     d = min64(d, n->next_explore);
-  d = min64(d, pm_missing_deadline(n->missing));
+  d = min64(d, n->missing_due);
   d = min64(d, pm_tree_deadline(&n->tree));
   if (n->announce_at)
     d = min64(d, n->announce_at);
   if (n->online)
     d = min64(d, n->next_refresh);
-  d = min64(d, pm_members_deadline(n->members));
+  d = min64(d, n->members_due);
   return d;
 }
 

@@ -92,8 +92,11 @@ static void test_ttl_expiry(void) {
   CHECK_INT(pm_dedup_contains(d, b, 3), 1);
   CHECK_INT(pm_dedup_contains(d, a, 4), 0); /* 4 - 1 >= ttl */
   CHECK_INT(pm_dedup_contains(d, b, 4), 1);
+  CHECK_INT(pm_dedup_count(d), 2); /* a lookup does not sweep */
+  pm_dedup_expire(d, 4);
   CHECK_INT(pm_dedup_count(d), 1);
   CHECK_INT(pm_dedup_contains(d, b, 5), 0);
+  pm_dedup_expire(d, 5);
   CHECK_INT(pm_dedup_count(d), 0);
   /* Once forgotten, an ID is new again. */
   CHECK_INT(pm_dedup_insert(d, a, 5), 1);
