@@ -57,6 +57,17 @@ check-format:
 clean:
 	rm -rf $(BUILD)
 
+# Speed and memory (tests/sim/bench.py): the simulator, built for speed in
+# $(BENCH_BUILD), runs 1,000 nodes x 1,000 messages under each scenario and
+# prints the figures; BENCH_BIG=1 adds 10,000 nodes steady (about 12 GB of
+# memory and a minute or two).
+BENCH_BUILD ?= build-bench
+.PHONY: bench
+bench: deps-test
+	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BENCH_BUILD) -j $(JOBS) --target peermesh-sim -- --no-print-directory
+	@python3 tests/sim/bench.py $(BENCH_BUILD) $(if $(BENCH_BIG),--big) $(if $(BENCH_QUICK),--quick)
+
 # Fuzzing (tests/fuzz/README.md): builds the libFuzzer targets with clang
 # (libclang-rt-dev holds libFuzzer and the sanitizer runtimes) in
 # $(FUZZ_BUILD) and runs each for FUZZ_SECONDS. New inputs go to
