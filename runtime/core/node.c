@@ -28,8 +28,8 @@
 #include "wire.h"
 
 #define DEFAULT_MIN 2
-#define DEFAULT_IDEAL 3
-#define DEFAULT_MAX 7
+#define DEFAULT_IDEAL 4
+#define DEFAULT_MAX 8
 #define MAX_CANDIDATES 64
 #define CANDIDATE_GIVE_UP 5      /* failures before an unpinned address goes */
 #define CONNECT_TIMEOUT_MS 10000 /* hello + connect must finish within this */
@@ -51,11 +51,11 @@
 #define UTILITY_GAIN 128
 #define UTILITY_ACCURATE 32 /* samples before a link may be pruned */
 #define PRUNE_INTERVAL_MS 5000
-#define BEACON_MS 3000        /* the tree root starts an epoch this often */
-#define ROOT_TIMEOUT_MS 10000 /* no new epoch this long: the root is gone */
-#define PUSH_ALL_HOPS                                                          \
-  1                            /* payloads this close to the author go on      \
-                                  every link, not only the tree's */
+#define BEACON_MS 3000         /* the tree root starts an epoch this often */
+#define ROOT_TIMEOUT_MS 10000  /* no new epoch this long: the root is gone */
+#define PUSH_ALL_HOPS 1        /* the author pushes on every link, ... */
+#define PUSH_ALL_HOPS_BIG 2    /* ... and its neighbours too in a big mesh */
+#define PUSH_BIG_MESH 500      /* members: a big mesh */
 #define MAX_LINKS (2 * 64 + 8) /* links a node keeps, counting half-open */
 #define BUF_KEEP_BYTES 2048    /* an idle link buffer keeps at most this */
 #define IHAVE_DELAY_MS 100 /* announcements wait this long to share frames */
@@ -202,6 +202,7 @@ struct pm_node {
   uint64_t members_due, missing_due, links_due;
   uint32_t missing_n;
   unsigned nconnected;
+  unsigned push_hops; /* PUSH_ALL_HOPS, or _BIG in a mesh that large */
   uint32_t member_capacity;
   uint32_t incarnation;
   uint32_t refresh_iv;   /* the refresh interval last announced */
@@ -323,6 +324,9 @@ static ev_item *push_event(pm_node *n, int kind) {
 
 static void note_members(pm_node *n) {
   n->members_due = pm_members_deadline(n->members);
+  n->push_hops = pm_members_live(n->members) + 1 >= PUSH_BIG_MESH
+                     ? PUSH_ALL_HOPS_BIG
+                     : PUSH_ALL_HOPS;
 }
 
 static void note_missing(pm_node *n) {
@@ -820,7 +824,11 @@ static void announce(pm_node *n, link *l, const uint8_t *ids, size_t count,
  * on every link (PUSH_ALL_HOPS): a neighbour off the tree would otherwise
  * have to ask for them, and cannot when the author leaves right after
  * sending (a chat's Leave). That costs a few copies per message, whatever
- * the mesh's size. */
+ * the mesh's size. In a mesh of PUSH_BIG_MESH members or more, the
+ * author's neighbours do the same: the message enters the tree at a dozen
+ * places near its author rather than one, which takes about a hop off the
+ * longest paths (the tree's paths run through its root) for a few per cent
+ * more copies; in a smaller mesh those copies would be a large share. */
 static void forward(pm_node *n, uint64_t now, const link *from,
                     const pm_msg_flood *m) {
   pm_buf_reset(&n->fwd);
@@ -842,7 +850,7 @@ static void forward(pm_node *n, uint64_t now, const link *from,
         n->stats.dropped++;
       continue;
     }
-    if (m->hops < PUSH_ALL_HOPS || pm_tree_detached(&n->tree) ||
+    if (m->hops < n->push_hops || pm_tree_detached(&n->tree) ||
         pm_tree_is_tree_link(&n->tree, &l->tp)) {
       pm_buf_put(&l->out, n->fwd.data, n->fwd.len);
       want_send(n, l, now);
@@ -1696,6 +1704,7 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
       cfg->member_capacity ? cfg->member_capacity : MEMBER_CAPACITY;
   n->members = pm_members_new(a, n->member_capacity, SUSPECT_TIMEOUT_MS);
   n->links_due = n->members_due = n->missing_due = PM_DEADLINE_NONE;
+  n->push_hops = PUSH_ALL_HOPS;
   /* Incarnations start from the first sequence number, which a restarted
    * node sets above its earlier runs' (the wall clock in microseconds):
    * seconds, so that a member's new run outranks its old one. */

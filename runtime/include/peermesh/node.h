@@ -76,8 +76,8 @@ typedef struct pm_node_config {
   uint8_t node_id[PM_NODE_ID_LEN]; /* this node's ID (its public key) */
   uint16_t listen_port;            /* advertised to neighbours; 0 = none */
   unsigned min_neighbors;          /* 0 = default (2) */
-  unsigned ideal_neighbors;        /* 0 = default (3) */
-  unsigned max_neighbors;          /* 0 = default (7) */
+  unsigned ideal_neighbors;        /* 0 = default (4) */
+  unsigned max_neighbors;          /* 0 = default (8) */
   size_t cache_bytes;              /* payloads kept for Graft; 0 = 1 MiB */
   /* Most bytes a link may have waiting to be written. 0 = unlimited, for
    * applications that do not call pm_node_link_drained. */
