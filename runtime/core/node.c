@@ -1348,6 +1348,22 @@ static int read_ids(pm_node *n, link *l, uint64_t now, const pm_frame *f,
   return rc ? link_error(n, l, now, rc) : 0;
 }
 
+/* The peer has announced `id`, so it has the message: this node's own
+ * announcement of it, if still waiting for the batch, is dropped. Both ends
+ * of a non-tree link usually hold each message before either batch goes
+ * out, and each would otherwise tell the other. */
+static void unannounce(link *l, const uint8_t *id) {
+  size_t count = l->announce.len / PM_MSG_ID_LEN;
+  for (size_t i = 0; i < count; i++) {
+    uint8_t *p = l->announce.data + i * PM_MSG_ID_LEN;
+    if (memcmp(p, id, PM_MSG_ID_LEN) == 0) {
+      memmove(p, p + PM_MSG_ID_LEN, (count - i - 1) * PM_MSG_ID_LEN);
+      l->announce.len -= PM_MSG_ID_LEN;
+      return;
+    }
+  }
+}
+
 static int on_ihave(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   const uint8_t *ids;
   size_t count;
@@ -1361,6 +1377,8 @@ static int on_ihave(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     if (news) {
       pm_missing_announce(n->missing, id, l->id, now + GRAFT_TIMEOUT_MS);
       note_missing(n);
+    } else {
+      unannounce(l, id);
     }
   }
   return 0;
