@@ -79,36 +79,38 @@ enum link_state {
   LINK_CLOSED,     /* close queued; freed when the close output drains */
 };
 
+/* Fields read for every frame come first, so that a link costs a few
+ * cache lines rather than one per field; the addresses come last. */
 typedef struct link {
   uint32_t id;
-  int outbound;
   enum link_state state;
-  int have_hello;
-  uint8_t peer[PM_NODE_ID_LEN];
-  char remote_host[PM_ADDR_MAX + 1];
-  char dial_addr[PM_ADDR_MAX + 1]; /* outbound only */
-  char peer_addr[PM_ADDR_MAX + 1]; /* where the peer accepts links, or "" */
+  uint32_t utility; /* 0..UTILITY_MAX: how often it brings news */
+  uint32_t samples;
   pm_buf in;
   pm_buf out;
-  int send_queued;
-  uint64_t opened_at;
   uint64_t last_recv;
   uint64_t last_send;
-  pm_tree_peer tp;             /* the peer's tree advert */
+  int send_queued;
+  int have_hello;
+  size_t in_flight; /* bytes handed to the app and not reported drained */
+  pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
+  pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
+  pm_buf news;      /* Members entries new to this node, flushed by finish() */
+  pm_tree_peer tp;  /* the peer's tree advert */
+  uint64_t next_digest; /* when to send the peer a digest again */
+  uint64_t opened_at;
+  int outbound;
   int synced;                  /* a Sync from the peer was answered */
   int digest_answered;         /* a MembersDigest from the peer was */
   uint64_t digest_answered_at; /* ... last answered then */
-  uint64_t next_digest;        /* when to send the peer a digest again */
   int sync_sent;               /* this node asked the peer for catch-up */
   unsigned strikes;            /* invalid messages received */
   int has_key; /* the transport authenticated the peer as `key` */
   uint8_t key[PM_NODE_ID_LEN];
-  pm_buf announce;  /* IDs to send in IHave, flushed by finish() */
-  pm_buf graft;     /* IDs to ask for in Graft, flushed by finish() */
-  pm_buf news;      /* Members entries new to this node, flushed by finish() */
-  size_t in_flight; /* bytes handed to the app and not reported drained */
-  uint32_t utility; /* 0..UTILITY_MAX: how often it brings news */
-  uint32_t samples;
+  uint8_t peer[PM_NODE_ID_LEN];
+  char remote_host[PM_ADDR_MAX + 1];
+  char dial_addr[PM_ADDR_MAX + 1]; /* outbound only */
+  char peer_addr[PM_ADDR_MAX + 1]; /* where the peer accepts links, or "" */
 } link;
 
 typedef struct candidate {
@@ -146,7 +148,6 @@ typedef struct mev_item {
 
 struct pm_node {
   const pm_allocator *alloc;
-  char mesh[PM_MESH_NAME_MAX + 1];
   uint8_t id[PM_NODE_ID_LEN];
   uint16_t listen_port;
   unsigned min_n, ideal_n, max_n;
@@ -160,7 +161,6 @@ struct pm_node {
   size_t nlinks, links_cap;
   uint32_t next_link_id;
 
-  candidate cands[MAX_CANDIDATES];
   size_t ncands;
   uint64_t next_resolve;
   unsigned dials_in_flight; /* DIAL outputs not yet answered by the app */
@@ -168,16 +168,13 @@ struct pm_node {
   out_item *outq;
   size_t outq_head, outq_len, outq_cap;
   pm_buf scratch; /* data of the last SEND output */
-  char out_addr[PM_ADDR_MAX + 1];
 
   ev_item *evq;
   size_t evq_head, evq_len, evq_cap;
   mev_item *mevq;
   size_t mevq_head, mevq_len, mevq_cap;
-  uint64_t ev_order;  /* the next event's place in order */
-  ev_item ev_current; /* the event last returned; owns its body */
+  uint64_t ev_order; /* the next event's place in order */
 
-  uint8_t secret_key[PM_SECRET_KEY_BYTES];
   pm_signer signer;
   pm_authors *authors;
   pm_dedup *seen;
@@ -209,6 +206,14 @@ struct pm_node {
   uint64_t last_alive;   /* when this node last announced itself */
   uint64_t next_refresh; /* when this node next says "$alive" */
   int was_online;        /* it has been online before */
+
+  /* Large and seldom read: kept after the fields every event reads, so
+   * that those share a few cache lines. */
+  char mesh[PM_MESH_NAME_MAX + 1];
+  candidate cands[MAX_CANDIDATES];
+  char out_addr[PM_ADDR_MAX + 1];
+  ev_item ev_current; /* the event last returned; owns its body */
+  uint8_t secret_key[PM_SECRET_KEY_BYTES];
 };
 
 /* ---- small helpers ------------------------------------------------------ */
