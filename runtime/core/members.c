@@ -11,6 +11,8 @@
 typedef struct entry {
   uint8_t id[PM_NODE_ID_LEN];
   uint32_t inc;
+  /* While alive or suspect, the refresh interval it announced; once failed,
+   * 1 + the incarnation this node asked it to refute (0: not asked). */
   uint32_t interval_ms;
   uint32_t next; /* hash chain */
   uint8_t state; /* enum pm_member_state */
@@ -248,6 +250,16 @@ int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
   return was_live ? PM_MEMBERS_NONE : PM_MEMBERS_JOINED;
 }
 
+int pm_members_ask(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                   uint32_t inc) {
+  entry *e = find(t, id);
+  if (!e || e->state != PM_MEMBER_FAILED || e->inc != inc ||
+      e->interval_ms == inc + 1u || inc == UINT32_MAX)
+    return 0;
+  e->interval_ms = inc + 1u;
+  return 1;
+}
+
 int pm_members_leave(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint64_t now) {
   entry *e = find(t, id);
@@ -296,6 +308,7 @@ void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
       continue;
     }
     e->state = PM_MEMBER_FAILED;
+    e->interval_ms = 0; /* not asked yet (pm_members_ask) */
     toggle_live(t, e, 0);
     if (fn)
       fn(ud, e->id);

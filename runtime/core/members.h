@@ -75,6 +75,13 @@ int pm_members_suspect(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
  * Returns a change (JOINED or NONE), or PM_ERR_NOMEM. */
 int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint32_t interval_ms, uint64_t now);
+/* A neighbour vouched for `id` at incarnation `inc` (pm_members_vouch
+ * changed nothing) while this node holds it failed at that same
+ * incarnation: the two views differ, as after a partition. Returns 1 the
+ * first time for that incarnation (the node then asks the member, by a
+ * suspicion, to refute if it is alive), else 0. */
+int pm_members_ask(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
+                   uint32_t inc);
 /* A hint that `id` is looked up soon: its hash bucket is loaded ahead, so
  * that a table's worth of entries does not wait on memory one by one. */
 void pm_members_prefetch(const pm_members *t, const uint8_t id[PM_NODE_ID_LEN]);

@@ -1272,10 +1272,21 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     if (memcmp(e, n->id, PM_NODE_ID_LEN) == 0)
       continue; /* this node is never in its own table */
     uint32_t iv = sane_interval(pm_load_u32(e + PM_NODE_ID_LEN + 4));
-    if (pm_members_vouch(n->members, e, pm_load_u32(e + PM_NODE_ID_LEN), iv,
-                         now) == PM_MEMBERS_JOINED) {
+    uint32_t inc = pm_load_u32(e + PM_NODE_ID_LEN);
+    int rc = pm_members_vouch(n->members, e, inc, iv, now);
+    if (rc == PM_MEMBERS_JOINED) {
       member_event(n, PM_EV_MEMBER_JOINED, e);
       queue_news(n, l, e, now);
+    } else if (rc == PM_MEMBERS_NONE && pm_members_ask(n->members, e, inc)) {
+      /* The neighbour holds alive a member this node saw fail, at the same
+       * incarnation: after a partition, each side failed the other's
+       * members, and none of them heard. A suspicion reaches the member,
+       * which refutes with a new incarnation that revives it everywhere;
+       * if it is gone, the nodes that still hold it alive fail it. */
+      uint8_t body[PM_NODE_ID_LEN + 4];
+      memcpy(body, e, PM_NODE_ID_LEN);
+      pm_store_u32(body + PM_NODE_ID_LEN, inc);
+      send_presence(n, now, "$suspect", body, sizeof body);
     }
   }
   note_members(n);

@@ -365,6 +365,47 @@ static void test_vouch_cannot_revive_same_incarnation(void) {
   pm_members_free(t);
 }
 
+static int ask(pm_members *t, uint32_t k, uint32_t inc) {
+  uint8_t id[PM_NODE_ID_LEN];
+  id_of(id, k);
+  return pm_members_ask(t, id, inc);
+}
+
+static void test_ask_once_per_failed_incarnation(void) {
+  pm_members *t = pm_members_new(NULL, 16, SUSPECT);
+  nfailed = 0;
+  CHECK_INT(alive(t, 1, 2, 1000), PM_MEMBERS_JOINED);
+  CHECK_INT(alive(t, 2, 2, 1000), PM_MEMBERS_JOINED);
+  /* Alive, unknown: nothing to ask. */
+  CHECK_INT(ask(t, 1, 2), 0);
+  CHECK_INT(ask(t, 3, 0), 0);
+  /* Member 2 refreshes; member 1 fails. */
+  CHECK_INT(alive(t, 2, 2, 60000), PM_MEMBERS_NONE);
+  pm_members_expire(t, 101000, on_failed, NULL);
+  CHECK_INT(state_of(t, 1), PM_MEMBER_FAILED);
+  /* Failed at 2: asked once for 2, never for another incarnation. */
+  CHECK_INT(ask(t, 1, 1), 0);
+  CHECK_INT(ask(t, 1, 3), 0);
+  CHECK_INT(ask(t, 1, 2), 1);
+  CHECK_INT(ask(t, 1, 2), 0);
+  CHECK_INT(state_of(t, 1), PM_MEMBER_FAILED); /* asking changes no state */
+  CHECK_INT(pm_members_live(t), 1);
+  /* A member that left is not asked: its leave was signed. */
+  CHECK_INT(leave(t, 2, 2, 101500), PM_MEMBERS_LEFT);
+  CHECK_INT(ask(t, 2, 2), 0);
+  /* Revived by its refutation, then failed again at 3: asked again. */
+  CHECK_INT(alive(t, 1, 3, 102000), PM_MEMBERS_JOINED);
+  pm_member_info info;
+  uint32_t iv = 0;
+  CHECK(entry_of(t, 1, &info, &iv));
+  CHECK_INT(iv, IV); /* the announced interval again */
+  pm_members_expire(t, 102000 + 3 * IV + SUSPECT, on_failed, NULL);
+  CHECK_INT(state_of(t, 1), PM_MEMBER_FAILED);
+  CHECK_INT(ask(t, 1, 3), 1);
+  CHECK_INT(ask(t, 1, 3), 0);
+  pm_members_free(t);
+}
+
 /* ---- digest ------------------------------------------------------------ */
 
 static void test_bucket_and_tag(void) {
@@ -559,6 +600,7 @@ int main(void) {
       TEST_CASE(test_vouch_alive_needs_newer_incarnation),
       TEST_CASE(test_vouch_clears_suspicion),
       TEST_CASE(test_vouch_cannot_revive_same_incarnation),
+      TEST_CASE(test_ask_once_per_failed_incarnation),
       TEST_CASE(test_bucket_and_tag),
       TEST_CASE(test_digest_follows_changes),
       TEST_CASE(test_digest_follows_eviction),

@@ -2530,9 +2530,20 @@ static void test_members_news_passed_on(void) {
   run_until(w, w->now + 3 * 37500 + 10000 + 1000);
   CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_FAILED, id55), 1);
   size_t r3 = raw_neighbor(w, 0, 0x79);
+  size_t floods = raw_frames(w, r3, PM_FRAME_FLOOD);
   CHECK_INT(raw_send(w, r3, f, sizeof f), 0);
   CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_JOINED, id55), 1);
   CHECK_INT(member_state(w, 0, id55, NULL), PM_MEMBER_FAILED);
+  /* But the views differ (as after a partition): A suspects 0x55 at that
+   * incarnation, once, so that 0x55 refutes if it is alive. */
+  CHECK_INT(raw_frames(w, r3, PM_FRAME_FLOOD), floods + 1);
+  const uint8_t *sus = raw_last_payload(w, r3, PM_FRAME_FLOOD);
+  if (sus) {
+    CHECK_INT(sus[FLOOD_ACTION_AT], 8);
+    CHECK(memcmp(sus + FLOOD_ACTION_AT + 1, "$suspect", 8) == 0);
+  }
+  CHECK_INT(raw_send(w, r3, f, sizeof f), 0);
+  CHECK_INT(raw_frames(w, r3, PM_FRAME_FLOOD), floods + 1);
   members_frame(f, 0x55, 2);
   CHECK_INT(raw_send(w, r3, f, sizeof f), 0);
   CHECK_INT(count_member_ev(w, 0, PM_EV_MEMBER_JOINED, id55), 2);
