@@ -13,6 +13,7 @@
  * other links carry IHave announcements, and a node that hears of a message
  * but does not receive it soon asks for it with Graft. */
 #include <sodium.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "addr.h"
@@ -2190,6 +2191,26 @@ int pm_node_next_event(pm_node *n, pm_event *ev) {
   ev->addr = n->ev_current.addr;
   ev->body = n->ev_current.body;
   return 1;
+}
+
+void pm_node_prefetch(const pm_node *n) {
+  /* The fields every event reads come first in struct pm_node. */
+  const char *p = (const char *)n;
+  for (size_t off = 0; off < offsetof(struct pm_node, mesh); off += 64)
+    __builtin_prefetch(p + off);
+  __builtin_prefetch(n->link_ids);
+  __builtin_prefetch(n->links);
+}
+
+void pm_node_prefetch_link(const pm_node *n, uint32_t link_id) {
+  for (size_t i = 0; i < n->nlinks; i++)
+    if (n->link_ids[i] == link_id) {
+      const char *l = (const char *)n->links[i];
+      __builtin_prefetch(l);
+      __builtin_prefetch(l + 64);
+      __builtin_prefetch(l + 128);
+      return;
+    }
 }
 
 void pm_node_set_filter(pm_node *n, pm_filter_fn fn, void *ud) {

@@ -173,3 +173,8 @@ int sim_evq_pop(sim_evq *q, uint64_t limit, sim_event *out) {
 size_t sim_evq_len(const sim_evq *q) {
   return q->count + q->far.len;
 }
+
+const sim_wheel_item *sim_evq_peek(const sim_evq *q, uint32_t k) {
+  const sim_bucket *bk = &q->wheel[q->cur & WHEEL_MASK];
+  return q->pos + k < bk->len ? &bk->v[q->pos + k] : NULL;
+}

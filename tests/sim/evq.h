@@ -70,6 +70,10 @@ void sim_evq_push(sim_evq *q, uint64_t time, uint32_t kind, uint32_t a,
 /* Removes the earliest event due before `limit` into `out`. Returns 1, or 0
  * when there is none; the queue then stands at limit - 1. */
 int sim_evq_pop(sim_evq *q, uint64_t limit, sim_event *out);
+/* The k-th event after the last one popped, if it is due in the same
+ * millisecond (k = 0 is the next), else NULL. Only a hint, for prefetching:
+ * it may be popped later than another one pushed meanwhile. */
+const sim_wheel_item *sim_evq_peek(const sim_evq *q, uint32_t k);
 /* Events waiting. */
 size_t sim_evq_len(const sim_evq *q);
 

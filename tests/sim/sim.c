@@ -125,12 +125,45 @@ static void dispatch(sim_part *p, const sim_event *ev) {
   }
 }
 
+/* Memory latency bounds a big run: while an event is handled, the state of
+ * the next ones starts loading, in stages, each of which needs the one
+ * before in cache: three events ahead, a packet's connection end (it names
+ * the node and the link); two ahead, the node's core; one ahead, the link
+ * in the core. */
+static uint32_t event_node(const sim_part *p, const sim_wheel_item *it) {
+  if (it->kind == SIM_EV_PACKET && it->b < p->ends_len)
+    return p->ends[it->b].node;
+  if (it->kind == SIM_EV_TIMER)
+    return it->a;
+  return SIM_NONE;
+}
+
+static void prefetch_ahead(sim_part *p) {
+  const sim *s = p->s;
+  const sim_wheel_item *it = sim_evq_peek(&p->q, 2);
+  if (it && it->kind == SIM_EV_PACKET && it->b < p->ends_len)
+    __builtin_prefetch(&p->ends[it->b]);
+  it = sim_evq_peek(&p->q, 1);
+  if (it) {
+    uint32_t n = event_node(p, it);
+    if (n < s->nodes_cap && s->nodes[n].core)
+      pm_node_prefetch(s->nodes[n].core);
+  }
+  it = sim_evq_peek(&p->q, 0);
+  if (it && it->kind == SIM_EV_PACKET) {
+    uint32_t n = event_node(p, it);
+    if (n < s->nodes_cap && s->nodes[n].core)
+      pm_node_prefetch_link(s->nodes[n].core, p->ends[it->b].link);
+  }
+}
+
 /* One partition's share of a window: the packets from the others, then its
  * events due before `end`. */
 static void run_window(sim_part *p, uint64_t end) {
   sim_net_merge(p);
   sim_event ev;
   while (sim_evq_pop(&p->q, end, &ev)) {
+    prefetch_ahead(p);
     p->now = ev.time;
     p->c.events++;
     sim_trace(p, ev.time << 8 | ev.kind);

@@ -224,6 +224,13 @@ typedef struct pm_event {
   uint32_t link_id;
 } pm_event;
 
+/* A hint, for an application driving many nodes: `node` is about to be
+ * called. Its state starts loading from memory now, while the caller does
+ * other work. No effect on behaviour. */
+void pm_node_prefetch(const pm_node *node);
+/* The same for the link `link_id` of `node` (after pm_node_prefetch). */
+void pm_node_prefetch_link(const pm_node *node, uint32_t link_id);
+
 /* Returns 1 and fills `ev`, or 0 when no event is pending. */
 int pm_node_next_event(pm_node *node, pm_event *ev);
 
