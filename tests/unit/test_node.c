@@ -647,9 +647,10 @@ static size_t raw_app_floods(const world *w, size_t pi) {
   return c;
 }
 
-/* The payload of the last frame of `type` the node sent to the raw peer. */
-static const uint8_t *raw_last_payload(const world *w, size_t pi,
-                                       uint8_t type) {
+/* The last frame of `type` the node sent to the raw peer `pi`: its payload
+ * and length, or NULL. */
+static const uint8_t *raw_last(const world *w, size_t pi, uint8_t type,
+                               size_t *len) {
   const pm_buf *b = &w->p[pi].raw_in;
   const uint8_t *last = NULL;
   size_t off = 0;
@@ -658,29 +659,25 @@ static const uint8_t *raw_last_payload(const world *w, size_t pi,
     size_t used;
     if (pm_frame_parse(b->data + off, b->len - off, &f, &used) != 1)
       break;
-    if (f.type == type)
+    if (f.type == type) {
       last = f.payload;
+      if (len)
+        *len = f.len;
+    }
     off += used;
   }
   return last;
 }
 
-/* The payload length of the last frame of `type` the node sent to raw
- * peer `pi`, or -1. */
+static const uint8_t *raw_last_payload(const world *w, size_t pi,
+                                       uint8_t type) {
+  return raw_last(w, pi, type, NULL);
+}
+
+/* Its payload length, or -1. */
 static long raw_last_len(const world *w, size_t pi, uint8_t type) {
-  const pm_buf *b = &w->p[pi].raw_in;
-  long len = -1;
-  size_t off = 0;
-  while (off < b->len) {
-    pm_frame f;
-    size_t used;
-    if (pm_frame_parse(b->data + off, b->len - off, &f, &used) != 1)
-      break;
-    if (f.type == type)
-      len = (long)f.len;
-    off += used;
-  }
-  return len;
+  size_t len = 0;
+  return raw_last(w, pi, type, &len) ? (long)len : -1;
 }
 
 static int raw_hello(world *w, size_t pi, const char *mesh, uint8_t id_byte,
