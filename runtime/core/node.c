@@ -354,14 +354,6 @@ static link *find_link(pm_node *n, uint32_t id) {
   return NULL;
 }
 
-static unsigned count_state(const pm_node *n, enum link_state st) {
-  unsigned c = 0;
-  for (size_t i = 0; i < n->nlinks; i++)
-    if (n->links[i]->state == st)
-      c++;
-  return c;
-}
-
 static void free_link(pm_node *n, link *l) {
   for (size_t i = 0; i < n->nlinks; i++) {
     if (n->links[i] == l) {
@@ -400,7 +392,7 @@ static void want_send(pm_node *n, link *l, uint64_t now) {
 }
 
 static void update_online(pm_node *n) {
-  int online = count_state(n, LINK_CONNECTED) > 0;
+  int online = n->nconnected > 0;
   if (online == n->online)
     return;
   n->online = online;
@@ -749,7 +741,7 @@ static int on_hello(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
 
   l->state = LINK_CONNECTING;
   if (l->outbound) {
-    if (count_state(n, LINK_CONNECTED) >= n->max_n) {
+    if (n->nconnected >= n->max_n) {
       close_link(n, l, now, PM_CLOSE_NODE_BUSY, 0, NULL);
       return 0;
     }
@@ -764,7 +756,7 @@ static int on_connect(pm_node *n, link *l, uint64_t now) {
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   pm_msg_referrals refs;
   pick_referrals(n, l, &refs);
-  if (count_state(n, LINK_CONNECTED) >= n->max_n) {
+  if (n->nconnected >= n->max_n) {
     close_link(n, l, now, PM_CLOSE_NODE_BUSY, PM_FRAME_REFUSE, &refs);
     return 0;
   }
@@ -785,7 +777,7 @@ static int on_referrals(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
       return link_error(n, l, now, PM_ERR_UNEXPECTED);
     learn_referrals(n, now, &r);
     /* Inbound links may have filled the node while this Welcome travelled. */
-    if (count_state(n, LINK_CONNECTED) >= n->max_n) {
+    if (n->nconnected >= n->max_n) {
       close_link(n, l, now, PM_CLOSE_NODE_BUSY, PM_FRAME_DISCONNECT, NULL);
       return 0;
     }
@@ -850,7 +842,7 @@ static void forward(pm_node *n, uint64_t now, const link *from,
       /* The neighbour does not keep up. Drop it unless it is the last one;
        * then drop this copy for it instead: memory stays bounded either
        * way, and it can still ask for what it missed. */
-      if (count_state(n, LINK_CONNECTED) > 1)
+      if (n->nconnected > 1)
         close_link(n, l, now, PM_CLOSE_TOO_SLOW, 0, NULL);
       else
         n->stats.dropped++;
@@ -980,12 +972,17 @@ static void send_presence(pm_node *n, uint64_t now, const char *action,
   forward(n, now, NULL, &m);
 }
 
-/* "$alive": incarnation, and the interval until this node's next refresh,
- * which receivers allow three times over before they give up on it. */
-static void send_alive(pm_node *n, uint64_t now) {
+/* This node announces itself now; the next refresh is one interval on. */
+static void start_refresh(pm_node *n, uint64_t now) {
   n->refresh_iv = refresh_interval(n);
   n->last_alive = now;
   n->next_refresh = now + n->refresh_iv;
+}
+
+/* "$alive": incarnation, and the interval until this node's next refresh,
+ * which receivers allow three times over before they give up on it. */
+static void send_alive(pm_node *n, uint64_t now) {
+  start_refresh(n, now);
   uint8_t body[8];
   pm_store_u32(body, n->incarnation);
   pm_store_u32(body + 4, n->refresh_iv);
@@ -1000,9 +997,7 @@ static void encode_member(uint8_t e[PM_MEMBERS_ENTRY_LEN],
                           uint32_t iv);
 
 static void first_alive(pm_node *n, link *l, uint64_t now) {
-  n->refresh_iv = refresh_interval(n);
-  n->last_alive = now;
-  n->next_refresh = now + n->refresh_iv;
+  start_refresh(n, now);
   uint8_t e[PM_MEMBERS_ENTRY_LEN];
   encode_member(e, n->id, n->incarnation, n->refresh_iv);
   pm_buf_put(&l->news, e, sizeof e); /* to the first neighbour only */
@@ -1024,6 +1019,15 @@ static void refresh_due(pm_node *n, uint64_t now) {
   send_alive(n, now);
 }
 
+/* "$suspect": the target and the incarnation suspected. */
+static void send_suspect(pm_node *n, uint64_t now,
+                         const uint8_t id[PM_NODE_ID_LEN], uint32_t inc) {
+  uint8_t body[PM_NODE_ID_LEN + 4];
+  memcpy(body, id, PM_NODE_ID_LEN);
+  pm_store_u32(body + PM_NODE_ID_LEN, inc);
+  send_presence(n, now, "$suspect", body, sizeof body);
+}
+
 /* A neighbour's link closed without a goodbye: suspect it, and tell the
  * mesh; it refutes if it is alive. Not when it is suspect or gone already. */
 static void suspect_member(pm_node *n, uint64_t now,
@@ -1034,10 +1038,7 @@ static void suspect_member(pm_node *n, uint64_t now,
     return;
   pm_members_suspect(n->members, id, inc, now);
   note_members(n);
-  uint8_t body[PM_NODE_ID_LEN + 4];
-  memcpy(body, id, PM_NODE_ID_LEN);
-  pm_store_u32(body + PM_NODE_ID_LEN, inc);
-  send_presence(n, now, "$suspect", body, sizeof body);
+  send_suspect(n, now, id, inc);
 }
 
 static int is_presence(const pm_msg_flood *m) {
@@ -1284,10 +1285,7 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
        * members, and none of them heard. A suspicion reaches the member,
        * which refutes with a new incarnation that revives it everywhere;
        * if it is gone, the nodes that still hold it alive fail it. */
-      uint8_t body[PM_NODE_ID_LEN + 4];
-      memcpy(body, e, PM_NODE_ID_LEN);
-      pm_store_u32(body + PM_NODE_ID_LEN, inc);
-      send_presence(n, now, "$suspect", body, sizeof body);
+      send_suspect(n, now, e, inc);
     }
   }
   note_members(n);
@@ -1577,14 +1575,14 @@ static void explore(pm_node *n, uint64_t now) {
 static void maintain(pm_node *n, uint64_t now) {
   if (n->left)
     return;
-  unsigned have = count_state(n, LINK_CONNECTED);
+  unsigned have = n->nconnected;
   if (have > n->ideal_n && now >= n->next_prune) {
     prune(n, now);
-    have = count_state(n, LINK_CONNECTED);
+    have = n->nconnected;
   }
   if (have >= n->min_n && have < n->max_n && now >= n->next_explore)
     explore(n, now);
-  have = count_state(n, LINK_CONNECTED);
+  have = n->nconnected;
   unsigned pending = pending_outbound(n);
   while (have + pending < n->ideal_n) {
     if (!dial_random(n, now))
@@ -2220,7 +2218,7 @@ void pm_node_set_filter(pm_node *n, pm_filter_fn fn, void *ud) {
 
 void pm_node_get_stats(const pm_node *n, pm_node_stats *out) {
   *out = n->stats;
-  out->neighbors = count_state(n, LINK_CONNECTED);
+  out->neighbors = n->nconnected;
   out->links = (unsigned)n->nlinks;
   out->members = pm_members_live(n->members);
 }
