@@ -20,13 +20,27 @@ struct pm_dedup {
   uint32_t count;
   uint32_t slots; /* hash slots, a power of two >= 2 * cap */
   entry *ring;
-  uint32_t *index; /* ring position + 1; 0 = empty slot */
+  /* Per slot: the ring position + 1 (0 = empty slot) in the low half, the
+   * ID's tag in the high half, so that a probe reads the ring only for an
+   * ID that very likely is the one looked for. */
+  uint64_t *index;
 };
 
+/* IDs are cryptographic hashes already: any bytes are uniform. The slot
+ * comes from bytes 0..3, the tag from bytes 4..7. */
 static uint32_t id_hash(const uint8_t *id) {
-  /* IDs are cryptographic hashes already: any 4 bytes are uniform. */
   return (uint32_t)id[0] | (uint32_t)id[1] << 8 | (uint32_t)id[2] << 16 |
          (uint32_t)id[3] << 24;
+}
+
+static uint64_t id_tag(const uint8_t *id) {
+  return (uint64_t)((uint32_t)id[4] | (uint32_t)id[5] << 8 |
+                    (uint32_t)id[6] << 16 | (uint32_t)id[7] << 24)
+         << 32;
+}
+
+static uint32_t slot_pos(uint64_t slot) {
+  return (uint32_t)slot; /* position + 1 */
 }
 
 pm_dedup *pm_dedup_new(const pm_allocator *alloc, uint32_t capacity,
@@ -47,12 +61,12 @@ pm_dedup *pm_dedup_new(const pm_allocator *alloc, uint32_t capacity,
   while (d->slots < 2 * d->cap)
     d->slots *= 2;
   d->ring = alloc->realloc(alloc->ud, NULL, sizeof(entry) * d->cap);
-  d->index = alloc->realloc(alloc->ud, NULL, sizeof(uint32_t) * d->slots);
+  d->index = alloc->realloc(alloc->ud, NULL, sizeof *d->index * d->slots);
   if (!d->ring || !d->index) {
     pm_dedup_free(d);
     return NULL;
   }
-  memset(d->index, 0, sizeof(uint32_t) * d->slots);
+  memset(d->index, 0, sizeof *d->index * d->slots);
   return d;
 }
 
@@ -71,10 +85,17 @@ void pm_dedup_free(pm_dedup *d) {
 static uint32_t find_slot(const pm_dedup *d, const uint8_t *id) {
   uint32_t mask = d->slots - 1;
   uint32_t s = id_hash(id) & mask;
-  while (d->index[s] &&
-         memcmp(d->ring[d->index[s] - 1].id, id, PM_MSG_ID_LEN) != 0)
-    s = (s + 1) & mask;
-  return s;
+  uint64_t tag = id_tag(id);
+  for (;; s = (s + 1) & mask) {
+    uint64_t v = d->index[s];
+    if (!v || ((v & ~(uint64_t)UINT32_MAX) == tag &&
+               memcmp(d->ring[slot_pos(v) - 1].id, id, PM_MSG_ID_LEN) == 0))
+      return s;
+  }
+}
+
+void pm_dedup_prefetch(const pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN]) {
+  __builtin_prefetch(&d->index[id_hash(id) & (d->slots - 1)]);
 }
 
 /* Removes the oldest entry: clears its slot and re-seats the cluster after it
@@ -84,9 +105,9 @@ static void drop_oldest(pm_dedup *d) {
   uint32_t s = find_slot(d, d->ring[d->head].id);
   d->index[s] = 0;
   for (uint32_t t = (s + 1) & mask; d->index[t]; t = (t + 1) & mask) {
-    uint32_t pos = d->index[t];
+    uint64_t v = d->index[t];
     d->index[t] = 0;
-    d->index[find_slot(d, d->ring[pos - 1].id)] = pos;
+    d->index[find_slot(d, d->ring[slot_pos(v) - 1].id)] = v;
   }
   d->head = (d->head + 1) % d->cap;
   d->count--;
@@ -101,7 +122,7 @@ static int grow(pm_dedup *d) {
   while (slots < 2 * cap)
     slots *= 2;
   entry *ring = a->realloc(a->ud, NULL, sizeof(entry) * cap);
-  uint32_t *index = a->realloc(a->ud, NULL, sizeof(uint32_t) * slots);
+  uint64_t *index = a->realloc(a->ud, NULL, sizeof *index * slots);
   if (!ring || !index) {
     if (ring)
       a->realloc(a->ud, ring, 0);
@@ -118,9 +139,9 @@ static int grow(pm_dedup *d) {
   d->cap = cap;
   d->slots = slots;
   d->head = 0;
-  memset(index, 0, sizeof(uint32_t) * slots);
+  memset(index, 0, sizeof *index * slots);
   for (uint32_t i = 0; i < d->count; i++)
-    d->index[find_slot(d, d->ring[i].id)] = i + 1;
+    d->index[find_slot(d, d->ring[i].id)] = id_tag(d->ring[i].id) | (i + 1);
   return 0;
 }
 
@@ -134,7 +155,7 @@ int pm_dedup_contains(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN],
                       uint64_t now) {
   /* No sweep here (the oldest entry is one more cache miss per lookup):
    * an entry past its time counts as gone. */
-  uint32_t pos = d->index[find_slot(d, id)];
+  uint32_t pos = slot_pos(d->index[find_slot(d, id)]);
   if (!pos)
     return 0;
   uint64_t at = d->ring[pos - 1].at;
@@ -152,7 +173,7 @@ int pm_dedup_insert(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN],
   memcpy(d->ring[pos].id, id, PM_MSG_ID_LEN);
   d->ring[pos].at = now;
   d->count++;
-  d->index[find_slot(d, id)] = pos + 1;
+  d->index[find_slot(d, id)] = id_tag(id) | (pos + 1);
   return 1;
 }
 

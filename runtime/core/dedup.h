@@ -1,10 +1,12 @@
 /* Time-bounded cache of message IDs seen, for duplicate suppression.
  *
  * IDs are kept in insertion order in a ring and indexed by an open-addressing
- * hash table. An ID is forgotten when it is older than the TTL or when the
- * cache holds its capacity (the oldest goes first). Memory starts small and
- * grows with the number of IDs kept, never past what the capacity needs, so
- * a flood of new IDs cannot grow it without bound. */
+ * hash table whose slots also hold a few bytes of the ID, so that looking up
+ * an unknown ID reads one slot, not the ring. An ID is forgotten when it is
+ * older than the TTL or when the cache holds its capacity (the oldest goes
+ * first). Memory starts small and grows with the number of IDs kept, never past
+ * what the capacity needs, so a flood of new IDs cannot grow it without bound.
+ */
 #ifndef PM_CORE_DEDUP_H
 #define PM_CORE_DEDUP_H
 
@@ -27,6 +29,8 @@ int pm_dedup_insert(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN], uint64_t now);
 /* 1 if `id` is known and not expired at `now`. */
 int pm_dedup_contains(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN],
                       uint64_t now);
+/* A hint that `id` is looked up soon: its hash slot starts loading. */
+void pm_dedup_prefetch(const pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN]);
 /* Forgets IDs older than the TTL. */
 void pm_dedup_expire(pm_dedup *d, uint64_t now);
 uint32_t pm_dedup_count(const pm_dedup *d);

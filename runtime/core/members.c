@@ -1,12 +1,21 @@
-/* The member table; see members.h. Entries live in one array (grown by
- * doubling up to the capacity) with a chained hash index over it, as in
- * authors.c; removing an entry moves the last one into its slot. */
+/* The member table; see members.h. Entries live in blocks of BLOCK_LEN
+ * (the first one grows up to that size), so that growing never copies a
+ * table nor needs its size again in one piece; removing an entry moves the
+ * last one into its slot. An open-addressing index over them (linear
+ * probing, at most 3/4 full) holds per slot the entry's position + 1 and a
+ * byte of its ID, so that looking up an unknown member reads one slot and
+ * no entry. */
 #include "members.h"
 
 #include <string.h>
 
-#define NIL UINT32_MAX
 #define SILENT_INTERVALS 3 /* refreshes missed before the slow path fails */
+#define BLOCK_SHIFT 9
+#define BLOCK_LEN (1u << BLOCK_SHIFT)
+#define POS_BITS 24
+#define POS_MASK ((1u << POS_BITS) - 1)
+#define TAG_MASK (~POS_MASK)
+#define MAX_CAPACITY (POS_MASK - 1)
 
 typedef struct entry {
   uint8_t id[PM_NODE_ID_LEN];
@@ -14,7 +23,6 @@ typedef struct entry {
   /* While alive or suspect, the refresh interval it announced; once failed,
    * 1 + the incarnation this node asked it to refute (0: not asked). */
   uint32_t interval_ms;
-  uint32_t next; /* hash chain */
   uint8_t state; /* enum pm_member_state */
   /* The last news of it: its last $alive while alive, the suspicion while
    * suspect, its $leave once left (a failure leaves it as it was). One
@@ -25,39 +33,66 @@ typedef struct entry {
 
 struct pm_members {
   const pm_allocator *alloc;
-  uint32_t capacity, count, cap, nbuckets, live;
+  uint32_t capacity, count, cap, live;
+  uint32_t nblocks, blocks_cap;
+  uint32_t nslots; /* a power of two */
   uint64_t suspect_ms;
   uint32_t floor_ms; /* least refresh interval assumed of any member */
   uint32_t bcount[PM_MEMBERS_BUCKETS]; /* live members per digest bucket */
   uint64_t bxor[PM_MEMBERS_BUCKETS];   /* XOR of their ID tags */
   uint64_t next_due;                   /* lower bound of the next expiry */
-  entry *entries;
-  uint32_t *buckets;
+  entry **blocks;
+  uint32_t *slots; /* ID byte 4 << POS_BITS | position + 1; 0 = empty */
 };
 
 static void *mem(const pm_members *t, void *p, size_t size) {
   return t->alloc->realloc(t->alloc->ud, p, size);
 }
 
-static uint32_t hash(const pm_members *t, const uint8_t *id) {
-  uint32_t h;
-  memcpy(&h, id, sizeof h); /* IDs are public keys: already uniform */
-  return h % t->nbuckets;
+static entry *at(const pm_members *t, uint32_t i) {
+  return &t->blocks[i >> BLOCK_SHIFT][i & (BLOCK_LEN - 1)];
 }
 
-static int rehash(pm_members *t, uint32_t nbuckets) {
-  uint32_t *b = mem(t, NULL, nbuckets * sizeof *b);
-  if (!b)
+/* IDs are public keys: already uniform. The home slot comes from bytes
+ * 0..3, the slot's tag from byte 4. */
+static uint32_t home(const pm_members *t, const uint8_t *id) {
+  uint32_t h;
+  memcpy(&h, id, sizeof h);
+  return h & (t->nslots - 1);
+}
+
+static uint32_t slot_tag(const uint8_t *id) {
+  return (uint32_t)id[4] << POS_BITS;
+}
+
+/* The slot holding `id`, or the empty one where it would go. */
+static uint32_t find_slot(const pm_members *t, const uint8_t *id) {
+  uint32_t mask = t->nslots - 1, tag = slot_tag(id);
+  for (uint32_t s = home(t, id);; s = (s + 1) & mask) {
+    uint32_t v = t->slots[s];
+    if (!v || ((v & TAG_MASK) == tag &&
+               memcmp(at(t, (v & POS_MASK) - 1)->id, id, PM_NODE_ID_LEN) == 0))
+      return s;
+  }
+}
+
+static entry *find(const pm_members *t, const uint8_t *id) {
+  uint32_t v = t->slots[find_slot(t, id)];
+  return v ? at(t, (v & POS_MASK) - 1) : NULL;
+}
+
+/* Rebuilds the index with `nslots` slots. */
+static int reindex(pm_members *t, uint32_t nslots) {
+  uint32_t *sl = mem(t, NULL, (size_t)nslots * sizeof *sl);
+  if (!sl)
     return PM_ERR_NOMEM;
-  mem(t, t->buckets, 0);
-  t->buckets = b;
-  t->nbuckets = nbuckets;
-  for (uint32_t i = 0; i < nbuckets; i++)
-    b[i] = NIL;
+  mem(t, t->slots, 0);
+  memset(sl, 0, (size_t)nslots * sizeof *sl);
+  t->slots = sl;
+  t->nslots = nslots;
   for (uint32_t i = 0; i < t->count; i++) {
-    uint32_t *head = &b[hash(t, t->entries[i].id)];
-    t->entries[i].next = *head;
-    *head = i;
+    const uint8_t *id = at(t, i)->id;
+    t->slots[find_slot(t, id)] = slot_tag(id) | (i + 1);
   }
   return 0;
 }
@@ -73,10 +108,10 @@ pm_members *pm_members_new(const pm_allocator *alloc, uint32_t capacity,
     return NULL;
   memset(t, 0, sizeof *t);
   t->alloc = alloc;
-  t->capacity = capacity;
+  t->capacity = capacity < MAX_CAPACITY ? capacity : MAX_CAPACITY;
   t->suspect_ms = suspect_ms;
   t->next_due = UINT64_MAX;
-  if (rehash(t, 16)) {
+  if (reindex(t, 16)) {
     pm_members_free(t);
     return NULL;
   }
@@ -86,8 +121,10 @@ pm_members *pm_members_new(const pm_allocator *alloc, uint32_t capacity,
 void pm_members_free(pm_members *t) {
   if (!t)
     return;
-  mem(t, t->entries, 0);
-  mem(t, t->buckets, 0);
+  for (uint32_t b = 0; b < t->nblocks; b++)
+    mem(t, t->blocks[b], 0);
+  mem(t, t->blocks, 0);
+  mem(t, t->slots, 0);
   t->alloc->realloc(t->alloc->ud, t, 0);
 }
 
@@ -107,51 +144,50 @@ static void toggle_live(pm_members *t, const entry *e, int up) {
   t->bxor[b] ^= pm_members_tag(e->id);
 }
 
-static entry *find(const pm_members *t, const uint8_t *id) {
-  for (uint32_t i = t->buckets[hash(t, id)]; i != NIL; i = t->entries[i].next)
-    if (memcmp(t->entries[i].id, id, PM_NODE_ID_LEN) == 0)
-      return &t->entries[i];
-  return NULL;
-}
-
 void pm_members_prefetch(const pm_members *t,
                          const uint8_t id[PM_NODE_ID_LEN]) {
-  __builtin_prefetch(&t->buckets[hash(t, id)]);
+  __builtin_prefetch(&t->slots[home(t, id)]);
 }
 
-/* Unlinks entry `i` from its chain. */
-static void unlink_entry(pm_members *t, uint32_t i) {
-  uint32_t *p = &t->buckets[hash(t, t->entries[i].id)];
-  while (*p != i)
-    p = &t->entries[*p].next;
-  *p = t->entries[i].next;
+void pm_members_prefetch_entry(const pm_members *t,
+                               const uint8_t id[PM_NODE_ID_LEN]) {
+  uint32_t v = t->slots[home(t, id)];
+  if (v && (v & TAG_MASK) == slot_tag(id))
+    __builtin_prefetch(at(t, (v & POS_MASK) - 1));
+}
+
+/* Empties slot `s` and re-seats the run after it, so that every entry
+ * stays reachable from its home slot (deletion without tombstones). */
+static void clear_slot(pm_members *t, uint32_t s) {
+  uint32_t mask = t->nslots - 1;
+  t->slots[s] = 0;
+  for (uint32_t j = (s + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
+    uint32_t v = t->slots[j];
+    t->slots[j] = 0;
+    t->slots[find_slot(t, at(t, (v & POS_MASK) - 1)->id)] = v;
+  }
 }
 
 static void remove_entry(pm_members *t, uint32_t i) {
-  if (is_live(&t->entries[i]))
-    toggle_live(t, &t->entries[i], 0);
-  unlink_entry(t, i);
+  entry *e = at(t, i);
+  if (is_live(e))
+    toggle_live(t, e, 0);
+  clear_slot(t, find_slot(t, e->id));
   uint32_t last = --t->count;
   if (i == last)
     return;
-  unlink_entry(t, last);
-  t->entries[i] = t->entries[last];
-  uint32_t *head = &t->buckets[hash(t, t->entries[i].id)];
-  t->entries[i].next = *head;
-  *head = i;
+  entry *l = at(t, last);
+  uint32_t s = find_slot(t, l->id);
+  t->slots[s] = (t->slots[s] & TAG_MASK) | (i + 1);
+  *e = *l;
 }
 
-/* Makes room for one more entry: grows the array, or evicts. */
+/* Makes room for one more entry: grows the storage, or evicts. */
 static int make_room(pm_members *t) {
   if (t->count == t->capacity) {
-    uint32_t victim = NIL;
-    for (uint32_t i = 0; i < t->count; i++) {
-      const entry *e = &t->entries[i];
-      if (victim == NIL) {
-        victim = i;
-        continue;
-      }
-      const entry *v = &t->entries[victim];
+    uint32_t victim = 0;
+    for (uint32_t i = 1; i < t->count; i++) {
+      const entry *e = at(t, i), *v = at(t, victim);
       int e_alive = e->state == PM_MEMBER_ALIVE;
       int v_alive = v->state == PM_MEMBER_ALIVE;
       if (e_alive != v_alive ? !e_alive : e->at < v->at)
@@ -161,17 +197,42 @@ static int make_room(pm_members *t) {
     return 0;
   }
   if (t->count == t->cap) {
-    uint32_t ncap = t->cap ? t->cap + t->cap / 2 : 16; /* 1.5x: less slack */
-    if (ncap > t->capacity)
-      ncap = t->capacity;
-    entry *ne = mem(t, t->entries, (size_t)ncap * sizeof *ne);
-    if (!ne)
-      return PM_ERR_NOMEM;
-    t->entries = ne;
-    t->cap = ncap;
+    if (t->cap < BLOCK_LEN) { /* the first block grows by half */
+      uint32_t ncap = t->cap ? t->cap + t->cap / 2 : 16;
+      if (ncap > BLOCK_LEN)
+        ncap = BLOCK_LEN;
+      if (ncap > t->capacity)
+        ncap = t->capacity;
+      if (!t->blocks) {
+        t->blocks = mem(t, NULL, sizeof *t->blocks);
+        if (!t->blocks)
+          return PM_ERR_NOMEM;
+        t->blocks[0] = NULL;
+        t->blocks_cap = t->nblocks = 1;
+      }
+      entry *b = mem(t, t->blocks[0], (size_t)ncap * sizeof *b);
+      if (!b)
+        return PM_ERR_NOMEM;
+      t->blocks[0] = b;
+      t->cap = ncap;
+    } else { /* then whole blocks, never moved */
+      if (t->nblocks == t->blocks_cap) {
+        uint32_t nb = t->blocks_cap * 2;
+        entry **bl = mem(t, t->blocks, (size_t)nb * sizeof *bl);
+        if (!bl)
+          return PM_ERR_NOMEM;
+        t->blocks = bl;
+        t->blocks_cap = nb;
+      }
+      entry *b = mem(t, NULL, (size_t)BLOCK_LEN * sizeof *b);
+      if (!b)
+        return PM_ERR_NOMEM;
+      t->blocks[t->nblocks++] = b;
+      t->cap += BLOCK_LEN;
+    }
   }
-  if (t->count >= t->nbuckets && t->nbuckets < (1u << 30))
-    return rehash(t, t->nbuckets * 2);
+  if ((t->count + 1) * 4 > t->nslots * 3)
+    return reindex(t, t->nslots * 2);
   return 0;
 }
 
@@ -199,12 +260,10 @@ static int add_alive(pm_members *t, const uint8_t *id, uint32_t inc,
   int rc = make_room(t);
   if (rc)
     return rc;
-  entry *e = &t->entries[t->count];
+  entry *e = at(t, t->count);
   memset(e, 0, sizeof *e);
   memcpy(e->id, id, PM_NODE_ID_LEN);
-  uint32_t *head = &t->buckets[hash(t, id)];
-  e->next = *head;
-  *head = t->count++;
+  t->slots[find_slot(t, id)] = slot_tag(id) | ++t->count;
   set_alive(t, e, inc, interval_ms, now);
   return PM_MEMBERS_JOINED;
 }
@@ -294,7 +353,7 @@ void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
     return;
   uint64_t next = UINT64_MAX;
   for (uint32_t i = 0; i < t->count; i++) {
-    entry *e = &t->entries[i];
+    entry *e = at(t, i);
     uint64_t due;
     if (e->state == PM_MEMBER_SUSPECT)
       due = e->at + t->suspect_ms;
@@ -363,7 +422,7 @@ void pm_members_set_floor(pm_members *t, uint32_t floor_ms) {
 
 void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
                    uint32_t *interval_ms) {
-  const entry *e = &t->entries[i];
+  const entry *e = at(t, i);
   memcpy(out->id, e->id, PM_NODE_ID_LEN);
   out->incarnation = e->inc;
   out->state = e->state;

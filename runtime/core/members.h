@@ -22,8 +22,8 @@
  *     interval is the one the member announced, or the floor the node sets
  *     (what members of a mesh of this size announce), whichever is longer.
  * At most `capacity` members are kept; when full, the longest-silent member
- * that is not alive goes first, else the longest-silent one. The entry
- * array grows as needed, never beyond the capacity. */
+ * that is not alive goes first, else the longest-silent one. The entries
+ * grow as needed, never beyond the capacity (at most 2^24 - 2). */
 #ifndef PM_CORE_MEMBERS_H
 #define PM_CORE_MEMBERS_H
 
@@ -82,9 +82,13 @@ int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
  * suspicion, to refute if it is alive), else 0. */
 int pm_members_ask(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                    uint32_t inc);
-/* A hint that `id` is looked up soon: its hash bucket is loaded ahead, so
- * that a table's worth of entries does not wait on memory one by one. */
+/* Hints that `id` is looked up soon, so that a table's worth of entries
+ * does not wait on memory one by one: pm_members_prefetch loads its index
+ * slot; pm_members_prefetch_entry, some time later, reads that slot and
+ * loads the entry it likely names. */
 void pm_members_prefetch(const pm_members *t, const uint8_t id[PM_NODE_ID_LEN]);
+void pm_members_prefetch_entry(const pm_members *t,
+                               const uint8_t id[PM_NODE_ID_LEN]);
 /* Fails the members due at `now`, calling `fn` for each. */
 void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
                        void *ud);

@@ -1267,10 +1267,15 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (count > PM_MEMBERS_PER_FRAME ||
       f->len != 2 + count * PM_MEMBERS_ENTRY_LEN)
     return link_error(n, l, now, PM_ERR_MALFORMED);
+  /* Each entry's index slot, then its entry, load ahead of its turn. */
+  for (size_t k = 0; k < count && k < 16; k++)
+    pm_members_prefetch(n->members, f->payload + 2 + k * PM_MEMBERS_ENTRY_LEN);
   for (size_t k = 0; k < count; k++) {
     const uint8_t *e = f->payload + 2 + k * PM_MEMBERS_ENTRY_LEN;
+    if (k + 16 < count)
+      pm_members_prefetch(n->members, e + 16 * PM_MEMBERS_ENTRY_LEN);
     if (k + 8 < count)
-      pm_members_prefetch(n->members, e + 8 * PM_MEMBERS_ENTRY_LEN);
+      pm_members_prefetch_entry(n->members, e + 8 * PM_MEMBERS_ENTRY_LEN);
     if (memcmp(e, n->id, PM_NODE_ID_LEN) == 0)
       continue; /* this node is never in its own table */
     uint32_t iv = sane_interval(pm_load_u32(e + PM_NODE_ID_LEN + 4));
@@ -1385,6 +1390,9 @@ static int on_ihave(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   int rc = read_ids(n, l, now, f, &ids, &count);
   if (rc)
     return rc;
+  /* The IDs' slots load together rather than one after the other. */
+  for (size_t i = 0; i < count; i++)
+    pm_dedup_prefetch(n->seen, ids + i * PM_MSG_ID_LEN);
   for (size_t i = 0; i < count; i++) {
     const uint8_t *id = ids + i * PM_MSG_ID_LEN;
     int news = !pm_dedup_contains(n->seen, id, now);
