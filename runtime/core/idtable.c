@@ -1,0 +1,165 @@
+/* The ID-keyed table; see idtable.h. */
+#include "idtable.h"
+
+#include <string.h>
+
+#define POS_BITS 24
+#define POS_MASK ((1u << POS_BITS) - 1)
+#define TAG_MASK (~POS_MASK)
+
+static void *mem(const pm_idtable *t, void *p, size_t size) {
+  return t->alloc->realloc(t->alloc->ud, p, size);
+}
+
+static uint32_t home(const pm_idtable *t, const uint8_t *id) {
+  uint32_t h;
+  memcpy(&h, id, sizeof h);
+  return h & (t->nslots - 1);
+}
+
+static uint32_t slot_tag(const uint8_t *id) {
+  return (uint32_t)id[4] << POS_BITS;
+}
+
+static const uint8_t *entry_id(const pm_idtable *t, uint32_t slot) {
+  return pm_idtable_at(t, (slot & POS_MASK) - 1);
+}
+
+/* The slot holding `id`, or the empty one where it would go. */
+static uint32_t find_slot(const pm_idtable *t, const uint8_t *id) {
+  uint32_t mask = t->nslots - 1, tag = slot_tag(id);
+  for (uint32_t s = home(t, id);; s = (s + 1) & mask) {
+    uint32_t v = t->slots[s];
+    if (!v || ((v & TAG_MASK) == tag &&
+               memcmp(entry_id(t, v), id, PM_NODE_ID_LEN) == 0))
+      return s;
+  }
+}
+
+/* Rebuilds the index with `nslots` slots. */
+static int reindex(pm_idtable *t, uint32_t nslots) {
+  uint32_t *sl = mem(t, NULL, (size_t)nslots * sizeof *sl);
+  if (!sl)
+    return PM_ERR_NOMEM;
+  mem(t, t->slots, 0);
+  memset(sl, 0, (size_t)nslots * sizeof *sl);
+  t->slots = sl;
+  t->nslots = nslots;
+  for (uint32_t i = 0; i < t->count; i++) {
+    const uint8_t *id = pm_idtable_at(t, i);
+    t->slots[find_slot(t, id)] = slot_tag(id) | (i + 1);
+  }
+  return 0;
+}
+
+int pm_idtable_init(pm_idtable *t, const pm_allocator *alloc, size_t esize,
+                    uint32_t capacity) {
+  memset(t, 0, sizeof *t);
+  t->alloc = alloc ? alloc : pm_allocator_default();
+  t->esize = esize;
+  t->capacity = capacity < PM_IDTABLE_MAX ? capacity : PM_IDTABLE_MAX;
+  return reindex(t, 16);
+}
+
+void pm_idtable_fini(pm_idtable *t) {
+  for (uint32_t b = 0; b < t->nblocks; b++)
+    mem(t, t->blocks[b], 0);
+  mem(t, t->blocks, 0);
+  mem(t, t->slots, 0);
+  memset(t, 0, sizeof *t);
+}
+
+uint32_t pm_idtable_find(const pm_idtable *t,
+                         const uint8_t id[PM_NODE_ID_LEN]) {
+  uint32_t v = t->slots[find_slot(t, id)];
+  return v ? (v & POS_MASK) - 1 : PM_IDTABLE_NONE;
+}
+
+/* Room for one more entry: the first block grows by half up to a whole
+ * block, then whole blocks are added. */
+static int grow(pm_idtable *t) {
+  if (t->cap < PM_IDTABLE_BLOCK) {
+    uint32_t ncap = t->cap ? t->cap + t->cap / 2 : 16;
+    if (ncap > PM_IDTABLE_BLOCK)
+      ncap = PM_IDTABLE_BLOCK;
+    if (ncap > t->capacity)
+      ncap = t->capacity;
+    if (!t->blocks) {
+      t->blocks = mem(t, NULL, sizeof *t->blocks);
+      if (!t->blocks)
+        return PM_ERR_NOMEM;
+      t->blocks[0] = NULL;
+      t->blocks_cap = t->nblocks = 1;
+    }
+    uint8_t *b = mem(t, t->blocks[0], (size_t)ncap * t->esize);
+    if (!b)
+      return PM_ERR_NOMEM;
+    t->blocks[0] = b;
+    t->cap = ncap;
+    return 0;
+  }
+  if (t->nblocks == t->blocks_cap) {
+    uint32_t nb = t->blocks_cap * 2;
+    uint8_t **bl = mem(t, t->blocks, (size_t)nb * sizeof *bl);
+    if (!bl)
+      return PM_ERR_NOMEM;
+    t->blocks = bl;
+    t->blocks_cap = nb;
+  }
+  uint8_t *b = mem(t, NULL, (size_t)PM_IDTABLE_BLOCK * t->esize);
+  if (!b)
+    return PM_ERR_NOMEM;
+  t->blocks[t->nblocks++] = b;
+  t->cap += PM_IDTABLE_BLOCK;
+  return 0;
+}
+
+void *pm_idtable_add(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]) {
+  if (t->count >= t->capacity)
+    return NULL;
+  if (t->count == t->cap && grow(t))
+    return NULL;
+  if ((t->count + 1) * 4 > t->nslots * 3 && reindex(t, t->nslots * 2))
+    return NULL;
+  uint8_t *e = pm_idtable_at(t, t->count);
+  memset(e, 0, t->esize);
+  memcpy(e, id, PM_NODE_ID_LEN);
+  t->slots[find_slot(t, id)] = slot_tag(id) | ++t->count;
+  return e;
+}
+
+/* Empties slot `s` and re-seats the run after it, so that every entry
+ * stays reachable from its home slot (deletion without tombstones). */
+static void clear_slot(pm_idtable *t, uint32_t s) {
+  uint32_t mask = t->nslots - 1;
+  t->slots[s] = 0;
+  for (uint32_t j = (s + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
+    uint32_t v = t->slots[j];
+    t->slots[j] = 0;
+    t->slots[find_slot(t, entry_id(t, v))] = v;
+  }
+}
+
+void pm_idtable_remove(pm_idtable *t, uint32_t i) {
+  uint8_t *e = pm_idtable_at(t, i);
+  clear_slot(t, find_slot(t, e));
+  uint32_t last = --t->count;
+  if (i == last)
+    return;
+  const uint8_t *l = pm_idtable_at(t, last);
+  uint32_t s = find_slot(t, l);
+  t->slots[s] = (t->slots[s] & TAG_MASK) | (i + 1);
+  memcpy(e, l, t->esize);
+}
+
+void pm_idtable_prefetch(const pm_idtable *t,
+                         const uint8_t id[PM_NODE_ID_LEN]) {
+  __builtin_prefetch(&t->slots[home(t, id)]);
+}
+
+void pm_idtable_prefetch_entry(const pm_idtable *t,
+                               const uint8_t id[PM_NODE_ID_LEN]) {
+  uint32_t v = t->slots[home(t, id)];
+  if (v && (v & TAG_MASK) == slot_tag(id))
+    __builtin_prefetch(entry_id(t, v));
+}

@@ -1,0 +1,67 @@
+/* A table of fixed-size entries keyed by a 32-byte ID (a node's public key)
+ * at the start of each: the storage and index under the member table and
+ * the replay windows, which hold up to one entry per member of the mesh.
+ *
+ * Entries live in blocks of PM_IDTABLE_BLOCK (the first one grows up to
+ * that size), so growing never copies the table nor needs it in one piece,
+ * and an entry stays where it is until removed; removing an entry moves
+ * the last one into its place. The index is open addressing with linear
+ * probing, at most 3/4 full; a slot holds the entry's position + 1 and a
+ * byte of its ID, so looking up an unknown ID reads one slot and no entry.
+ * IDs are public keys, uniform already: the home slot is bytes 0..3.
+ *
+ * The owner embeds the struct and decides what happens when the table is
+ * full (pm_idtable_add refuses; the owner evicts and retries). */
+#ifndef PM_CORE_IDTABLE_H
+#define PM_CORE_IDTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peermesh/alloc.h"
+#include "peermesh/node.h"
+
+#define PM_IDTABLE_NONE UINT32_MAX
+#define PM_IDTABLE_MAX ((1u << 24) - 2) /* the most entries a table holds */
+#define PM_IDTABLE_BLOCK_SHIFT 9
+#define PM_IDTABLE_BLOCK (1u << PM_IDTABLE_BLOCK_SHIFT)
+
+typedef struct pm_idtable {
+  const pm_allocator *alloc;
+  size_t esize;        /* bytes per entry, the ID first */
+  uint32_t count, cap; /* entries held, and room for */
+  uint32_t capacity;   /* the most it may hold */
+  uint32_t nblocks, blocks_cap;
+  uint32_t nslots; /* a power of two */
+  uint8_t **blocks;
+  uint32_t *slots;
+} pm_idtable;
+
+/* `capacity` is clamped to PM_IDTABLE_MAX. Returns 0 or PM_ERR_NOMEM
+ * (the table is then empty and may be finished). */
+int pm_idtable_init(pm_idtable *t, const pm_allocator *alloc, size_t esize,
+                    uint32_t capacity);
+void pm_idtable_fini(pm_idtable *t);
+
+static inline void *pm_idtable_at(const pm_idtable *t, uint32_t i) {
+  return t->blocks[i >> PM_IDTABLE_BLOCK_SHIFT] +
+         (size_t)(i & (PM_IDTABLE_BLOCK - 1)) * t->esize;
+}
+
+/* The position of the entry for `id`, or PM_IDTABLE_NONE. */
+uint32_t pm_idtable_find(const pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
+/* Appends an entry for `id`, which must not be in the table: zeroed but
+ * for the ID, at position count - 1. NULL when the table holds its
+ * capacity or memory runs out. */
+void *pm_idtable_add(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
+/* Removes the entry at position `i`; the last entry takes its place. */
+void pm_idtable_remove(pm_idtable *t, uint32_t i);
+
+/* Hints that `id` is looked up soon: pm_idtable_prefetch loads its home
+ * slot; pm_idtable_prefetch_entry, some time later, reads that slot and
+ * loads the entry it likely names. */
+void pm_idtable_prefetch(const pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
+void pm_idtable_prefetch_entry(const pm_idtable *t,
+                               const uint8_t id[PM_NODE_ID_LEN]);
+
+#endif

@@ -1,0 +1,140 @@
+/* Unit tests for the ID-keyed table (runtime/core/idtable.c). */
+#include <stdint.h>
+#include <string.h>
+
+#include "idtable.h"
+#include "test.h"
+
+typedef struct item {
+  uint8_t id[PM_NODE_ID_LEN];
+  uint32_t value;
+} item;
+
+/* IDs whose bytes 0..4 (home slot and slot tag) are all equal collide in
+ * every slot; `salt` tells them apart further on. */
+static void make_id(uint8_t id[PM_NODE_ID_LEN], uint32_t home, uint8_t tag,
+                    uint32_t salt) {
+  memset(id, 0, PM_NODE_ID_LEN);
+  memcpy(id, &home, sizeof home);
+  id[4] = tag;
+  memcpy(id + 8, &salt, sizeof salt);
+}
+
+static void test_add_find_remove(void) {
+  pm_idtable t;
+  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), 100), 0);
+  uint8_t a[PM_NODE_ID_LEN], b[PM_NODE_ID_LEN], c[PM_NODE_ID_LEN];
+  make_id(a, 7, 1, 1);
+  make_id(b, 7, 1, 2); /* same slot and tag as a */
+  make_id(c, 7, 2, 3); /* same slot, other tag */
+  CHECK_INT(pm_idtable_find(&t, a), PM_IDTABLE_NONE);
+  item *ia = pm_idtable_add(&t, a);
+  CHECK(ia != NULL);
+  CHECK_MEM(ia->id, a, PM_NODE_ID_LEN);
+  CHECK_INT(ia->value, 0);
+  ia->value = 10;
+  ((item *)pm_idtable_add(&t, b))->value = 20;
+  ((item *)pm_idtable_add(&t, c))->value = 30;
+  CHECK_INT(t.count, 3);
+  CHECK_INT(pm_idtable_find(&t, a), 0);
+  CHECK_INT(pm_idtable_find(&t, b), 1);
+  CHECK_INT(pm_idtable_find(&t, c), 2);
+  /* Removing the first moves the last into its place. */
+  pm_idtable_remove(&t, 0);
+  CHECK_INT(t.count, 2);
+  CHECK_INT(pm_idtable_find(&t, a), PM_IDTABLE_NONE);
+  CHECK_INT(pm_idtable_find(&t, c), 0);
+  CHECK_INT(((item *)pm_idtable_at(&t, 0))->value, 30);
+  CHECK_INT(pm_idtable_find(&t, b), 1);
+  CHECK_INT(((item *)pm_idtable_at(&t, 1))->value, 20);
+  pm_idtable_fini(&t);
+}
+
+static void test_capacity_refuses(void) {
+  pm_idtable t;
+  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), 3), 0);
+  uint8_t id[PM_NODE_ID_LEN];
+  for (uint32_t i = 0; i < 3; i++) {
+    make_id(id, i * 2654435761u, (uint8_t)i, i);
+    CHECK(pm_idtable_add(&t, id) != NULL);
+  }
+  make_id(id, 99, 9, 99);
+  CHECK(pm_idtable_add(&t, id) == NULL);
+  CHECK_INT(t.count, 3);
+  pm_idtable_remove(&t, 1);
+  CHECK(pm_idtable_add(&t, id) != NULL);
+  CHECK_INT(pm_idtable_find(&t, id), 2);
+  pm_idtable_fini(&t);
+}
+
+/* Many entries across several blocks, with long probe runs (a quarter of
+ * them share a home slot), removed in an order that re-seats runs: every
+ * remaining one stays findable, with its own value. */
+static void test_many_with_collisions(void) {
+  enum { N = 3000 };
+  pm_idtable t;
+  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), N), 0);
+  uint8_t id[PM_NODE_ID_LEN];
+  for (uint32_t i = 0; i < N; i++) {
+    uint32_t home = i % 4 == 0 ? 12345u : i * 2654435761u;
+    make_id(id, home, (uint8_t)(i % 3), i);
+    item *e = pm_idtable_add(&t, id);
+    CHECK(e != NULL);
+    if (e)
+      e->value = i;
+  }
+  CHECK_INT(t.count, N);
+  CHECK(t.nblocks > 1);
+  static uint8_t gone[N];
+  memset(gone, 0, sizeof gone);
+  for (uint32_t k = 0; k < N / 2; k++) {
+    uint32_t victim = (k * 7919u) % N;
+    if (gone[victim])
+      continue;
+    make_id(id, victim % 4 == 0 ? 12345u : victim * 2654435761u,
+            (uint8_t)(victim % 3), victim);
+    uint32_t pos = pm_idtable_find(&t, id);
+    CHECK(pos != PM_IDTABLE_NONE);
+    if (pos == PM_IDTABLE_NONE)
+      continue;
+    pm_idtable_remove(&t, pos);
+    gone[victim] = 1;
+  }
+  uint32_t left = 0;
+  for (uint32_t i = 0; i < N; i++) {
+    make_id(id, i % 4 == 0 ? 12345u : i * 2654435761u, (uint8_t)(i % 3), i);
+    uint32_t pos = pm_idtable_find(&t, id);
+    if (gone[i]) {
+      CHECK_INT(pos, PM_IDTABLE_NONE);
+      continue;
+    }
+    left++;
+    CHECK(pos != PM_IDTABLE_NONE);
+    if (pos != PM_IDTABLE_NONE)
+      CHECK_INT(((item *)pm_idtable_at(&t, pos))->value, i);
+  }
+  CHECK_INT(t.count, left);
+  pm_idtable_fini(&t);
+}
+
+/* The hints read only what exists: an empty table, a table whose home slot
+ * names another entry, one that names the entry. */
+static void test_prefetch_is_harmless(void) {
+  pm_idtable t;
+  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), 10), 0);
+  uint8_t a[PM_NODE_ID_LEN], b[PM_NODE_ID_LEN];
+  make_id(a, 5, 1, 1);
+  make_id(b, 5, 2, 2);
+  pm_idtable_prefetch(&t, a);
+  pm_idtable_prefetch_entry(&t, a);
+  CHECK(pm_idtable_add(&t, a) != NULL);
+  pm_idtable_prefetch_entry(&t, a);
+  pm_idtable_prefetch_entry(&t, b);
+  CHECK_INT(pm_idtable_find(&t, a), 0);
+  CHECK_INT(pm_idtable_find(&t, b), PM_IDTABLE_NONE);
+  pm_idtable_fini(&t);
+}
+
+TEST_MAIN(TEST_CASE(test_add_find_remove), TEST_CASE(test_capacity_refuses),
+          TEST_CASE(test_many_with_collisions),
+          TEST_CASE(test_prefetch_is_harmless))
