@@ -190,6 +190,7 @@ struct pm_node {
   pm_tree tree;
   int tree_dirty;       /* a neighbour's advert or a neighbour changed */
   uint64_t announce_at; /* when queued IHave IDs go out; 0: none queued */
+  int grafts_queued;    /* a link's graft buffer holds IDs */
   uint64_t seq;
   pm_node_stats stats;
   pm_members *members; /* the other members, as far as this node knows */
@@ -1591,11 +1592,13 @@ static void maintain(pm_node *n, uint64_t now) {
   if (have >= n->min_n && have < n->max_n && now >= n->next_explore)
     explore(n, now);
   have = n->nconnected;
-  unsigned pending = pending_outbound(n);
-  while (have + pending < n->ideal_n) {
-    if (!dial_random(n, now))
-      break;
-    pending++;
+  if (have < n->ideal_n) { /* counting the dials in flight walks the links */
+    unsigned pending = pending_outbound(n);
+    while (have + pending < n->ideal_n) {
+      if (!dial_random(n, now))
+        break;
+      pending++;
+    }
   }
   if (have >= n->ideal_n || now < n->next_resolve)
     return;
@@ -1636,6 +1639,12 @@ static void finish(pm_node *n, uint64_t now) {
   int announce_due = n->announce_at && now >= n->announce_at;
   if (announce_due)
     n->announce_at = 0;
+  /* Most calls have nothing to flush: they need not read every link. */
+  if (!announce_due && !n->grafts_queued) {
+    maintain(n, now);
+    return;
+  }
+  n->grafts_queued = 0;
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
     if (l->state != LINK_CONNECTED) {
@@ -1664,6 +1673,7 @@ static void request_missing(pm_node *n, uint64_t now) {
     if (!l || l->state != LINK_CONNECTED)
       continue;
     pm_buf_put(&l->graft, id, PM_MSG_ID_LEN);
+    n->grafts_queued = 1;
     n->stats.grafts++;
   }
   note_missing(n);
@@ -2200,23 +2210,53 @@ int pm_node_next_event(pm_node *n, pm_event *ev) {
 }
 
 void pm_node_prefetch(const pm_node *n) {
-  /* The fields every event reads come first in struct pm_node. */
+  /* The fields every event reads come first in struct pm_node. Nothing is
+   * read here: the node itself is still on its way. */
   const char *p = (const char *)n;
   for (size_t off = 0; off < offsetof(struct pm_node, mesh); off += 64)
     __builtin_prefetch(p + off);
-  __builtin_prefetch(n->link_ids);
-  __builtin_prefetch(n->links);
 }
 
 void pm_node_prefetch_link(const pm_node *n, uint32_t link_id) {
+  (void)link_id; /* which link is found in the next stage */
+  __builtin_prefetch(n->link_ids);
+  __builtin_prefetch(n->links);
+  __builtin_prefetch(n->seen);
+  __builtin_prefetch(n->authors);
+}
+
+void pm_node_prefetch_input(const pm_node *n, uint32_t link_id,
+                            const uint8_t *data, size_t len) {
   for (size_t i = 0; i < n->nlinks; i++)
     if (n->link_ids[i] == link_id) {
       const char *l = (const char *)n->links[i];
       __builtin_prefetch(l);
       __builtin_prefetch(l + 64);
       __builtin_prefetch(l + 128);
-      return;
+      break;
     }
+  /* The bytes usually begin with a frame (when they do not, what is read
+   * below is only used to prefetch): the IDs the node will look up. */
+  size_t off = 0;
+  for (int k = 0; k < 4 && data && len - off >= PM_FRAME_HEADER; k++) {
+    const uint8_t *f = data + off;
+    size_t avail = len - off - PM_FRAME_HEADER;
+    uint32_t flen = pm_load_u32(f + 2);
+    if (f[0] != PM_PROTOCOL_VERSION || flen > PM_FRAME_MAX_PAYLOAD)
+      return;
+    const uint8_t *pl = f + PM_FRAME_HEADER;
+    if (f[1] == PM_FRAME_FLOOD && avail >= PM_MSG_ID_LEN + PM_NODE_ID_LEN) {
+      pm_dedup_prefetch(n->seen, pl);
+      pm_authors_prefetch(n->authors, pl + PM_MSG_ID_LEN);
+    } else if (f[1] == PM_FRAME_IHAVE && avail >= 1) {
+      size_t count = pl[0];
+      for (size_t i = 0; i < count && 1 + (i + 1) * PM_MSG_ID_LEN <= avail; i++)
+        pm_dedup_prefetch(n->seen, pl + 1 + i * PM_MSG_ID_LEN);
+    }
+    if (flen > avail)
+      return;
+    off += PM_FRAME_HEADER + flen;
+  }
 }
 
 void pm_node_set_filter(pm_node *n, pm_filter_fn fn, void *ud) {

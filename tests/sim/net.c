@@ -635,6 +635,20 @@ void sim_net_on_packet(sim_part *p, uint32_t si, uint32_t dst) {
   receive(p, ei, si);
 }
 
+void sim_net_prefetch_packet(const sim_part *p, uint32_t si) {
+  const char *g = (const char *)seg_at(p, si);
+  __builtin_prefetch(g);
+  __builtin_prefetch(g + 64);
+  __builtin_prefetch(g + 128);
+}
+
+const uint8_t *sim_net_packet_data(const sim_part *p, uint32_t si,
+                                   size_t *len) {
+  sim_seg *g = seg_at(p, si);
+  *len = g->kind == SIM_PK_DATA ? g->len : 0;
+  return *len ? seg_data(g) : NULL;
+}
+
 void sim_net_on_release(sim_part *p, uint32_t ei, uint32_t gen) {
   sim *s = p->s;
   if (ei >= p->ends_len || p->ends[ei].gen != gen)

@@ -127,9 +127,11 @@ static void dispatch(sim_part *p, const sim_event *ev) {
 
 /* Memory latency bounds a big run: while an event is handled, the state of
  * the next ones starts loading, in stages, each of which needs the one
- * before in cache: three events ahead, a packet's connection end (it names
- * the node and the link); two ahead, the node's core; one ahead, the link
- * in the core. */
+ * before in cache and has one event's time to arrive: four events ahead, a
+ * packet and its connection end (which names the node and the link); three
+ * ahead, the node's record here; two ahead, the node's core; one ahead,
+ * what finding the link reads; and for the very next event, the link and
+ * the entries the packet's frames look up. */
 static uint32_t event_node(const sim_part *p, const sim_wheel_item *it) {
   if (it->kind == SIM_EV_PACKET && it->b < p->ends_len)
     return p->ends[it->b].node;
@@ -138,22 +140,34 @@ static uint32_t event_node(const sim_part *p, const sim_wheel_item *it) {
   return SIM_NONE;
 }
 
+static pm_node *event_core(const sim_part *p, const sim_wheel_item *it) {
+  uint32_t n = event_node(p, it);
+  return n < p->s->nodes_cap ? p->s->nodes[n].core : NULL;
+}
+
 static void prefetch_ahead(sim_part *p) {
   const sim *s = p->s;
-  const sim_wheel_item *it = sim_evq_peek(&p->q, 2);
-  if (it && it->kind == SIM_EV_PACKET && it->b < p->ends_len)
+  const sim_wheel_item *it = sim_evq_peek(&p->q, 4);
+  if (it && it->kind == SIM_EV_PACKET && it->b < p->ends_len) {
     __builtin_prefetch(&p->ends[it->b]);
-  it = sim_evq_peek(&p->q, 1);
-  if (it) {
-    uint32_t n = event_node(p, it);
-    if (n < s->nodes_cap && s->nodes[n].core)
-      pm_node_prefetch(s->nodes[n].core);
+    sim_net_prefetch_packet(p, it->a);
   }
-  it = sim_evq_peek(&p->q, 0);
-  if (it && it->kind == SIM_EV_PACKET) {
+  if ((it = sim_evq_peek(&p->q, 3)) != NULL) {
     uint32_t n = event_node(p, it);
-    if (n < s->nodes_cap && s->nodes[n].core)
-      pm_node_prefetch_link(s->nodes[n].core, p->ends[it->b].link);
+    if (n < s->nodes_cap)
+      __builtin_prefetch(&s->nodes[n]);
+  }
+  pm_node *core;
+  if ((it = sim_evq_peek(&p->q, 2)) != NULL && (core = event_core(p, it)))
+    pm_node_prefetch(core);
+  if ((it = sim_evq_peek(&p->q, 1)) != NULL && it->kind == SIM_EV_PACKET &&
+      (core = event_core(p, it)))
+    pm_node_prefetch_link(core, p->ends[it->b].link);
+  if ((it = sim_evq_peek(&p->q, 0)) != NULL && it->kind == SIM_EV_PACKET &&
+      (core = event_core(p, it))) {
+    size_t len;
+    const uint8_t *data = sim_net_packet_data(p, it->a, &len);
+    pm_node_prefetch_input(core, p->ends[it->b].link, data, len);
   }
 }
 

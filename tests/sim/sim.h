@@ -391,6 +391,11 @@ void sim_net_send(sim_part *p, uint32_t n, uint32_t link, const uint8_t *data,
 void sim_net_close(sim_part *p, uint32_t n, uint32_t link);
 void sim_net_dial(sim_part *p, uint32_t n, const char *addr);
 void sim_net_on_packet(sim_part *p, uint32_t seg, uint32_t dst);
+/* For prefetching: starts loading packet `seg`; later, its data (NULL and
+ * 0 unless it is a segment of data). */
+void sim_net_prefetch_packet(const sim_part *p, uint32_t seg);
+const uint8_t *sim_net_packet_data(const sim_part *p, uint32_t seg,
+                                   size_t *len);
 void sim_net_on_release(sim_part *p, uint32_t end, uint32_t gen);
 void sim_net_on_dial_fail(sim_part *p, uint32_t end, uint32_t gen);
 /* Takes the packets other partitions sent to this one last window. */

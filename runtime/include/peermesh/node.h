@@ -224,12 +224,19 @@ typedef struct pm_event {
   uint32_t link_id;
 } pm_event;
 
-/* A hint, for an application driving many nodes: `node` is about to be
+/* Hints, for an application driving many nodes: `node` is about to be
  * called. Its state starts loading from memory now, while the caller does
- * other work. No effect on behaviour. */
+ * other work. No effect on behaviour. Each stage reads what the one before
+ * loaded, so they pay off called in order, each some time (another node's
+ * event) after the one before: pm_node_prefetch loads the node,
+ * pm_node_prefetch_link what finding `link_id` and looking up messages
+ * reads, and pm_node_prefetch_input the link and, for the bytes `data` about
+ * to be passed to pm_node_link_recv (NULL for a timeout), the entries their
+ * frames look up. */
 void pm_node_prefetch(const pm_node *node);
-/* The same for the link `link_id` of `node` (after pm_node_prefetch). */
 void pm_node_prefetch_link(const pm_node *node, uint32_t link_id);
+void pm_node_prefetch_input(const pm_node *node, uint32_t link_id,
+                            const uint8_t *data, size_t len);
 
 /* Returns 1 and fills `ev`, or 0 when no event is pending. */
 int pm_node_next_event(pm_node *node, pm_event *ev);
