@@ -67,6 +67,7 @@
 #define LINK_SYNC_WINDOW_MS 2000    /* ... and any later new link, this much */
 #define SYNC_MAX_IDS 256            /* and is told of at most this many */
 #define EXPLORE_INTERVAL_MS 10000
+#define EXPLORE_MEMBERS 100 /* from this many members on, explore less */
 #define MEMBER_CAPACITY 16384       /* members kept in the presence table */
 #define SUSPECT_TIMEOUT_MS 10000    /* a suspect not refuted this long fails */
 #define REFRESH_PER_MEMBER_MS 500   /* mesh-wide: 2 refreshes per second */
@@ -1576,7 +1577,15 @@ static void prune(pm_node *n, uint64_t now) {
  * groups that had lost each other it brings news and stays, otherwise it
  * scores low and is pruned. Fresh candidates come from a resolve. */
 static void explore(pm_node *n, uint64_t now) {
-  n->next_explore = now + EXPLORE_INTERVAL_MS / 2 + rnd(n, EXPLORE_INTERVAL_MS);
+  /* Every node of a small mesh explores every EXPLORE_INTERVAL_MS or so; in
+   * a larger one, each less often, so that the mesh as a whole makes about
+   * EXPLORE_MEMBERS / EXPLORE_INTERVAL_MS new links (and resolves) a second
+   * whatever its size. */
+  uint64_t iv = EXPLORE_INTERVAL_MS;
+  uint32_t live = pm_members_live(n->members);
+  if (live > EXPLORE_MEMBERS)
+    iv = iv * live / EXPLORE_MEMBERS;
+  n->next_explore = now + iv / 2 + rnd(n, iv);
   dial_random(n, now);
   push_out(n, PM_OUT_RESOLVE, 0);
 }
