@@ -198,6 +198,8 @@ void sim_count_frames(sim_part *pt, sim_end *d, const uint8_t *p, size_t len) {
                     d->flood_id_have == PM_MSG_ID_LEN &&
                     msg_find(pt->s, d->flood_id) != SIM_NONE;
       d->flood_id_have = 0;
+      pt->c.type_frames[d->frame_type & 127]++;
+      pt->c.type_bytes[d->frame_type & 127] += bytes;
       if (payload) {
         pt->c.flood_frames++;
         pt->c.flood_bytes += bytes;
@@ -420,6 +422,11 @@ static void combine(sim *s, sim_counters *c) {
     c->flood_bytes += d->flood_bytes;
     c->control_frames += d->control_frames;
     c->control_bytes += d->control_bytes;
+    for (int t = 0; t < 128; t++) {
+      c->type_frames[t] += d->type_frames[t];
+      c->type_bytes[t] += d->type_bytes[t];
+    }
+    c->timer_events += d->timer_events;
     c->bytes_dropped += d->bytes_dropped;
     c->link_errors += d->link_errors;
     c->send_errors += d->send_errors;
@@ -446,6 +453,16 @@ void sim_metrics_report(sim *s, sim_result *r) {
   sim_counters all;
   combine(s, &all);
   const sim_counters *c = &all;
+  if (o->verbose) {
+    fprintf(stderr, "peermesh-sim: %llu timer events; frames received by type:",
+            (unsigned long long)c->timer_events);
+    for (int t = 0; t < 128; t++)
+      if (c->type_frames[t])
+        fprintf(stderr, " 0x%02x %llu (%llu B)", t,
+                (unsigned long long)c->type_frames[t],
+                (unsigned long long)c->type_bytes[t]);
+    fprintf(stderr, "\n");
+  }
   memset(r, 0, sizeof *r);
   r->scenario = sim_scenario_name(o->scenario);
   r->seed = o->seed;

@@ -102,6 +102,7 @@ void sim_global_clock(sim *s) {
 static void dispatch(sim_part *p, const sim_event *ev) {
   switch (ev->kind) {
   case SIM_EV_TIMER:
+    p->c.timer_events++;
     sim_on_timer(p, ev->a, ev->b);
     break;
   case SIM_EV_PACKET:

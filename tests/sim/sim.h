@@ -244,6 +244,8 @@ typedef struct sim_counters {
   uint64_t unknown_messages;
   uint64_t flood_frames, flood_bytes;
   uint64_t control_frames, control_bytes;
+  uint64_t type_frames[128], type_bytes[128]; /* by frame type, for -v */
+  uint64_t timer_events;
   uint64_t bytes_dropped;    /* sent to a closed end */
   uint64_t link_errors;      /* PM_EV_LINK_ERROR */
   uint64_t send_errors;      /* pm_node_send failures */
