@@ -12,9 +12,9 @@ static void *mem(const pm_idtable *t, void *p, size_t size) {
 }
 
 static uint32_t home(const pm_idtable *t, const uint8_t *id) {
-  uint32_t h;
-  memcpy(&h, id, sizeof h);
-  return h & (t->nslots - 1);
+  uint32_t h = (uint32_t)id[0] << 24 | (uint32_t)id[1] << 16 |
+               (uint32_t)id[2] << 8 | id[3];
+  return h >> (32 - t->slot_bits);
 }
 
 static uint32_t slot_tag(const uint8_t *id) {
@@ -45,6 +45,9 @@ static int reindex(pm_idtable *t, uint32_t nslots) {
   memset(sl, 0, (size_t)nslots * sizeof *sl);
   t->slots = sl;
   t->nslots = nslots;
+  t->slot_bits = 0;
+  while ((1u << t->slot_bits) < nslots)
+    t->slot_bits++;
   for (uint32_t i = 0; i < t->count; i++) {
     const uint8_t *id = pm_idtable_at(t, i);
     t->slots[find_slot(t, id)] = slot_tag(id) | (i + 1);
@@ -150,6 +153,41 @@ void pm_idtable_remove(pm_idtable *t, uint32_t i) {
   uint32_t s = find_slot(t, l);
   t->slots[s] = (t->slots[s] & TAG_MASK) | (i + 1);
   memcpy(e, l, t->esize);
+}
+
+void pm_idtable_prefix(const pm_idtable *t, uint8_t b, pm_idtable_walk *w) {
+  /* The home slots of IDs beginning with b: a stretch of nslots / 256 when
+   * there are 256 slots or more, else the one slot b falls in. */
+  uint32_t bits = t->slot_bits;
+  w->slot = bits >= 8 ? (uint32_t)b << (bits - 8) : (uint32_t)b >> (8 - bits);
+  w->homes = bits >= 8 ? 1u << (bits - 8) : 1;
+  w->left = t->nslots;
+  w->b = b;
+}
+
+uint32_t pm_idtable_next(const pm_idtable *t, pm_idtable_walk *w) {
+  uint32_t mask = t->nslots - 1;
+  /* An entry sits in its home slot or after it, with no empty slot in
+   * between: an empty slot at the stretch's end or past it ends the walk. */
+  while (w->left) {
+    uint32_t s = w->slot, v = t->slots[s];
+    if (!v && w->homes <= 1)
+      break;
+    w->slot = (s + 1) & mask;
+    w->left--;
+    if (w->homes)
+      w->homes--;
+    uint32_t ahead = t->slots[(s + 8) & mask];
+    if (ahead)
+      __builtin_prefetch(entry_id(t, ahead));
+    if (v) {
+      const uint8_t *id = entry_id(t, v);
+      if (id[0] == w->b)
+        return (v & POS_MASK) - 1;
+    }
+  }
+  w->left = 0;
+  return PM_IDTABLE_NONE;
 }
 
 void pm_idtable_prefetch(const pm_idtable *t,

@@ -8,7 +8,10 @@
  * the last one into its place. The index is open addressing with linear
  * probing, at most 3/4 full; a slot holds the entry's position + 1 and a
  * byte of its ID, so looking up an unknown ID reads one slot and no entry.
- * IDs are public keys, uniform already: the home slot is bytes 0..3.
+ * IDs are public keys, uniform already: the home slot is the top bits of
+ * bytes 0..3 read big-endian, so slots run in about ID order and the
+ * entries whose ID begins with a given byte sit in one stretch of slots
+ * (pm_idtable_prefix).
  *
  * The owner embeds the struct and decides what happens when the table is
  * full (pm_idtable_add refuses; the owner evicts and retries). */
@@ -32,7 +35,8 @@ typedef struct pm_idtable {
   uint32_t count, cap; /* entries held, and room for */
   uint32_t capacity;   /* the most it may hold */
   uint32_t nblocks, blocks_cap;
-  uint32_t nslots; /* a power of two */
+  uint32_t nslots;    /* a power of two */
+  uint32_t slot_bits; /* log2(nslots) */
   uint8_t **blocks;
   uint32_t *slots;
 } pm_idtable;
@@ -56,6 +60,19 @@ uint32_t pm_idtable_find(const pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
 void *pm_idtable_add(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
 /* Removes the entry at position `i`; the last entry takes its place. */
 void pm_idtable_remove(pm_idtable *t, uint32_t i);
+
+/* Walks the entries whose ID begins with the byte `b`, reading only the
+ * slots where they can be: pm_idtable_prefix starts, pm_idtable_next
+ * returns a position (in no particular order) or PM_IDTABLE_NONE at the
+ * end. The table must not change during a walk. */
+typedef struct pm_idtable_walk {
+  uint32_t slot;  /* the next slot to read */
+  uint32_t homes; /* slots of the stretch not yet read */
+  uint32_t left;  /* slots that may still be read */
+  uint8_t b;
+} pm_idtable_walk;
+void pm_idtable_prefix(const pm_idtable *t, uint8_t b, pm_idtable_walk *w);
+uint32_t pm_idtable_next(const pm_idtable *t, pm_idtable_walk *w);
 
 /* Hints that `id` is looked up soon: pm_idtable_prefetch loads its home
  * slot; pm_idtable_prefetch_entry, some time later, reads that slot and

@@ -293,6 +293,14 @@ void pm_members_set_floor(pm_members *t, uint32_t floor_ms) {
   t->floor_ms = floor_ms;
 }
 
+void pm_members_prefix(const pm_members *t, uint8_t b, pm_members_walk *w) {
+  pm_idtable_prefix(&t->tab, b, w);
+}
+
+uint32_t pm_members_next(const pm_members *t, pm_members_walk *w) {
+  return pm_idtable_next(&t->tab, w);
+}
+
 void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
                    uint32_t *interval_ms) {
   const entry *e = at(t, i);

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "idtable.h"
 #include "peermesh/alloc.h"
 #include "peermesh/node.h"
 
@@ -110,6 +111,14 @@ void pm_members_digest(const pm_members *t, uint32_t count[PM_MEMBERS_BUCKETS],
                        uint64_t tags[PM_MEMBERS_BUCKETS]);
 /* The least refresh interval expire() assumes of any member. */
 void pm_members_set_floor(pm_members *t, uint32_t floor_ms);
+/* The positions (for pm_members_at) of the members whose ID begins with
+ * the byte `b`, in no particular order, without reading the others: start
+ * with pm_members_prefix, then pm_members_next until PM_MEMBERS_END. The
+ * table must not change meanwhile. */
+#define PM_MEMBERS_END PM_IDTABLE_NONE
+typedef pm_idtable_walk pm_members_walk;
+void pm_members_prefix(const pm_members *t, uint8_t b, pm_members_walk *w);
+uint32_t pm_members_next(const pm_members *t, pm_members_walk *w);
 /* The i-th entry (0 <= i < count), in no particular order. */
 void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
                    uint32_t *interval_ms);

@@ -67,11 +67,11 @@
 #define LINK_SYNC_WINDOW_MS 2000    /* ... and any later new link, this much */
 #define SYNC_MAX_IDS 256            /* and is told of at most this many */
 #define EXPLORE_INTERVAL_MS 10000
-#define EXPLORE_MEMBERS 100 /* from this many members on, explore less */
-#define MEMBER_CAPACITY 16384       /* members kept in the presence table */
-#define SUSPECT_TIMEOUT_MS 10000    /* a suspect not refuted this long fails */
-#define REFRESH_PER_MEMBER_MS 500   /* mesh-wide: 2 refreshes per second */
-#define REFRESH_MIN_MS 30000        /* refresh interval, before jitter */
+#define EXPLORE_MEMBERS 100       /* from this many members on, explore less */
+#define MEMBER_CAPACITY 16384     /* members kept in the presence table */
+#define SUSPECT_TIMEOUT_MS 10000  /* a suspect not refuted this long fails */
+#define REFRESH_PER_MEMBER_MS 500 /* mesh-wide: 2 refreshes per second */
+#define REFRESH_MIN_MS 30000      /* refresh interval, before jitter */
 #define REFRESH_MAX_MS (30 * 60000) /* (PROTOCOL.md §5.5) */
 
 enum link_state {
@@ -1139,15 +1139,22 @@ static void send_members(pm_node *n, link *l, const uint8_t *want, unsigned nb,
     encode_member(e, n->id, n->incarnation, n->refresh_iv);
     pm_buf_put(&all, e, sizeof e);
   }
-  uint32_t total = pm_members_count(n->members);
-  for (uint32_t i = 0; i < total; i++) {
-    pm_member_info info;
-    uint32_t iv;
-    pm_members_at(n->members, i, &info, &iv);
-    if (info.state != PM_MEMBER_ALIVE || !want[pm_members_bucket(info.id) % nb])
+  /* Bucket b holds the IDs whose first byte is b modulo nb: only those
+   * stretches of the table are read. */
+  for (unsigned b = 0; b < PM_MEMBERS_BUCKETS; b++) {
+    if (!want[b % nb])
       continue;
-    encode_member(e, info.id, info.incarnation, iv);
-    pm_buf_put(&all, e, sizeof e);
+    pm_members_walk w;
+    pm_members_prefix(n->members, (uint8_t)b, &w);
+    for (uint32_t i; (i = pm_members_next(n->members, &w)) != PM_MEMBERS_END;) {
+      pm_member_info info;
+      uint32_t iv;
+      pm_members_at(n->members, i, &info, &iv);
+      if (info.state != PM_MEMBER_ALIVE)
+        continue;
+      encode_member(e, info.id, info.incarnation, iv);
+      pm_buf_put(&all, e, sizeof e);
+    }
   }
   if (!all.err)
     write_members(n, l, all.data, all.len / PM_MEMBERS_ENTRY_LEN, now);

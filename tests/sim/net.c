@@ -47,10 +47,11 @@ static uint8_t *seg_data(sim_seg *g) {
   return (uint8_t *)(g + 1);
 }
 
+static uint16_t seg_units(uint32_t len);
+
 static uint32_t seg_alloc(sim_part *p, uint32_t len) {
   sim_slab *sl = &p->slab;
-  uint32_t units =
-      (uint32_t)((sizeof(sim_seg) + len + SIM_UNIT - 1) / SIM_UNIT);
+  uint32_t units = seg_units(len);
   if (units >= SIM_SLAB_CLASSES) {
     fprintf(stderr, "peermesh-sim: packet of %u bytes\n", len);
     abort();
@@ -76,8 +77,15 @@ static uint32_t seg_alloc(sim_part *p, uint32_t len) {
   return i;
 }
 
-static uint8_t seg_units(uint32_t len) {
-  return (uint8_t)((sizeof(sim_seg) + len + SIM_UNIT - 1) / SIM_UNIT);
+static uint16_t seg_units(uint32_t len) {
+  uint32_t u = (uint32_t)((sizeof(sim_seg) + len + SIM_UNIT - 1) / SIM_UNIT);
+  if (u > SIM_SLAB_EXACT) {
+    uint32_t r = 1;
+    while (r < u)
+      r *= 2;
+    u = r;
+  }
+  return (uint16_t)u;
 }
 
 static void seg_free(sim_part *p, uint32_t i) {
@@ -362,9 +370,17 @@ void sim_net_send(sim_part *p, uint32_t n, uint32_t link, const uint8_t *data,
     p->c.bytes_dropped += len; /* the peer is gone: TCP would reset */
     return;
   }
+  /* Each segment draws its own arrival (jitter, losses), in order; a
+   * packet of up to SIM_BURST bytes carries several and arrives with the
+   * last of them, so the receiver reads them in one go, as a socket read
+   * would once they are all in. */
   while (len) {
-    uint32_t k = len < SIM_MSS ? (uint32_t)len : SIM_MSS;
-    post_peer(p, ei, SIM_PK_DATA, 0, data, k);
+    uint32_t k = len < SIM_BURST ? (uint32_t)len : SIM_BURST;
+    uint64_t at = 0;
+    for (uint32_t off = 0; off < k; off += SIM_MSS)
+      at = next_arrival(p, e);
+    uint32_t arg[5] = {0, 0, 0, 0, 0};
+    post(p, e->peer_part, e->peer, e->peer_gen, at, SIM_PK_DATA, arg, data, k);
     data += k;
     len -= k;
   }

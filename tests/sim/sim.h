@@ -43,7 +43,8 @@
 #define SIM_ADDR_MAX 128     /* holds any address the core emits */
 #define SIM_PREV_NEIGHBORS 8 /* neighbours remembered for a restart */
 #define SIM_RESOLVE_MAX 8    /* addresses in one resolver answer */
-#define SIM_MSS 1460         /* larger writes are cut into segments */
+#define SIM_MSS 1460    /* TCP segment: arrivals and losses are per segment */
+#define SIM_BURST 65000 /* a write travels in packets of this many bytes */
 #define SIM_MAX_THREADS 16
 #define SIM_MAX_PARTS 64
 
@@ -158,13 +159,15 @@ typedef struct sim_seg {
   uint32_t len;           /* data bytes */
   uint32_t a, b, c, d, e; /* depend on kind */
   uint8_t kind;           /* enum sim_packet_kind */
-  uint8_t units;
+  uint16_t units;         /* its block's size, in SIM_UNIT */
 } sim_seg;
 
 #define SIM_UNIT 64
 #define SIM_SLAB_CHUNK_SHIFT 15 /* 32768 units (2 MiB) a chunk */
-#define SIM_SLAB_CLASSES                                                       \
-  ((sizeof(sim_seg) + SIM_MSS + SIM_UNIT - 1) / SIM_UNIT + 1)
+/* Blocks of up to a segment come in every size; larger ones are rounded up
+ * to a power of two, so that freed ones find takers. */
+#define SIM_SLAB_EXACT ((sizeof(sim_seg) + SIM_MSS + SIM_UNIT - 1) / SIM_UNIT)
+#define SIM_SLAB_CLASSES 1025 /* indexed by units: 1..1024 */
 
 /* Free blocks are kept in one stack of indices per size: taking one is not
  * a dependent load through the block (a free list would be). */

@@ -117,6 +117,82 @@ static void test_many_with_collisions(void) {
   pm_idtable_fini(&t);
 }
 
+/* A walk by first byte finds exactly the entries beginning with it, in a
+ * small table (fewer slots than first bytes) and in a large one, and after
+ * removals. */
+static void walk_matches(const pm_idtable *t, const uint8_t *present,
+                         uint32_t n, uint32_t (*id_of)(uint32_t)) {
+  static uint8_t seen[4096];
+  for (unsigned b = 0; b < 256; b++) {
+    memset(seen, 0, n);
+    pm_idtable_walk w;
+    pm_idtable_prefix(t, (uint8_t)b, &w);
+    uint32_t found = 0;
+    for (uint32_t pos; (pos = pm_idtable_next(t, &w)) != PM_IDTABLE_NONE;) {
+      const item *e = pm_idtable_at(t, pos);
+      CHECK_INT(e->id[0], b);
+      CHECK(e->value < n && !seen[e->value]);
+      if (e->value < n)
+        seen[e->value] = 1;
+      found++;
+    }
+    uint32_t want = 0;
+    for (uint32_t i = 0; i < n; i++)
+      if (present[i] && (id_of(i) >> 24) == b) {
+        want++;
+        CHECK(seen[i]);
+      }
+    CHECK_INT(found, want);
+  }
+}
+
+static uint32_t spread_id(uint32_t i) {
+  return i * 2654435761u;
+}
+
+static void test_walk_by_first_byte(void) {
+  enum { N = 4000 };
+  static uint8_t present[N];
+  uint32_t sizes[] = {5, 100, N};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    uint32_t n = sizes[k];
+    pm_idtable t;
+    CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), n), 0);
+    uint8_t id[PM_NODE_ID_LEN];
+    for (uint32_t i = 0; i < n; i++) {
+      uint32_t h = spread_id(i);
+      memset(id, 0, sizeof id);
+      id[0] = (uint8_t)(h >> 24);
+      id[1] = (uint8_t)(h >> 16);
+      id[2] = (uint8_t)(h >> 8);
+      id[3] = (uint8_t)h;
+      memcpy(id + 8, &i, sizeof i);
+      item *e = pm_idtable_add(&t, id);
+      CHECK(e != NULL);
+      if (e)
+        e->value = i;
+      present[i] = 1;
+    }
+    walk_matches(&t, present, n, spread_id);
+    for (uint32_t i = 0; i < n; i += 3) { /* remove a third */
+      uint32_t h = spread_id(i);
+      memset(id, 0, sizeof id);
+      id[0] = (uint8_t)(h >> 24);
+      id[1] = (uint8_t)(h >> 16);
+      id[2] = (uint8_t)(h >> 8);
+      id[3] = (uint8_t)h;
+      memcpy(id + 8, &i, sizeof i);
+      uint32_t pos = pm_idtable_find(&t, id);
+      CHECK(pos != PM_IDTABLE_NONE);
+      if (pos != PM_IDTABLE_NONE)
+        pm_idtable_remove(&t, pos);
+      present[i] = 0;
+    }
+    walk_matches(&t, present, n, spread_id);
+    pm_idtable_fini(&t);
+  }
+}
+
 /* The hints read only what exists: an empty table, a table whose home slot
  * names another entry, one that names the entry. */
 static void test_prefetch_is_harmless(void) {
@@ -137,4 +213,5 @@ static void test_prefetch_is_harmless(void) {
 
 TEST_MAIN(TEST_CASE(test_add_find_remove), TEST_CASE(test_capacity_refuses),
           TEST_CASE(test_many_with_collisions),
+          TEST_CASE(test_walk_by_first_byte),
           TEST_CASE(test_prefetch_is_harmless))
