@@ -13,16 +13,22 @@ typedef struct entry {
   /* While alive or suspect, the refresh interval it announced; once failed,
    * 1 + the incarnation this node asked it to refute (0: not asked). */
   uint32_t interval_ms;
-  uint8_t state; /* enum pm_member_state */
   /* The last news of it: its last $alive while alive, the suspicion while
-   * suspect, its $leave once left (a failure leaves it as it was). One
-   * field keeps an entry at 56 bytes: a node of a 10,000-member mesh holds
-   * 10,000 of them. */
-  uint64_t at;
+   * suspect, its $leave once left (a failure leaves it as it was), in ms
+   * after the table's base (below). One 32-bit field keeps an entry at 48
+   * bytes: a node of a 10,000-member mesh holds 10,000 of them. */
+  uint32_t at;
+  uint8_t state; /* enum pm_member_state */
 } entry;
 
 struct pm_members {
   pm_idtable tab;
+  /* Entry times count from here. It starts at the first time the table is
+   * told and moves on when they would pass 2^31 ms (after 24 days), taking
+   * 12 days off every entry (none below 0): only failed and left members
+   * can be that old, and all they lose is the order of their eviction. */
+  uint64_t base;
+  int based;
   uint32_t live;
   uint64_t suspect_ms;
   uint32_t floor_ms; /* least refresh interval assumed of any member */
@@ -30,6 +36,32 @@ struct pm_members {
   uint64_t bxor[PM_MEMBERS_BUCKETS];   /* XOR of their ID tags */
   uint64_t next_due;                   /* lower bound of the next expiry */
 };
+
+#define REBASE_AT (1u << 31)
+#define REBASE_TO (1u << 30)
+
+/* `now` as an entry time. */
+static uint32_t stamp(pm_members *t, uint64_t now) {
+  if (!t->based) {
+    t->base = now;
+    t->based = 1;
+  }
+  if (now < t->base)
+    return 0;
+  if (now - t->base >= REBASE_AT) {
+    uint64_t shift = now - t->base - REBASE_TO;
+    for (uint32_t i = 0; i < t->tab.count; i++) {
+      entry *e = pm_idtable_at(&t->tab, i);
+      e->at = e->at > shift ? (uint32_t)(e->at - shift) : 0;
+    }
+    t->base += shift;
+  }
+  return (uint32_t)(now - t->base);
+}
+
+static uint64_t when(const pm_members *t, const entry *e) {
+  return t->base + e->at;
+}
 
 static entry *at(const pm_members *t, uint32_t i) {
   return pm_idtable_at(&t->tab, i);
@@ -114,7 +146,7 @@ static void make_room(pm_members *t) {
 
 static uint64_t silent_deadline(const pm_members *t, const entry *e) {
   uint64_t iv = e->interval_ms > t->floor_ms ? e->interval_ms : t->floor_ms;
-  return e->at + SILENT_INTERVALS * iv + t->suspect_ms;
+  return when(t, e) + SILENT_INTERVALS * iv + t->suspect_ms;
 }
 
 static void set_alive(pm_members *t, entry *e, uint32_t inc,
@@ -124,7 +156,7 @@ static void set_alive(pm_members *t, entry *e, uint32_t inc,
   e->state = PM_MEMBER_ALIVE;
   e->inc = inc;
   e->interval_ms = interval_ms;
-  e->at = now;
+  e->at = stamp(t, now);
   uint64_t due = silent_deadline(t, e);
   if (due < t->next_due)
     t->next_due = due;
@@ -202,7 +234,7 @@ int pm_members_leave(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
     toggle_live(t, e, 0);
   e->state = PM_MEMBER_LEFT;
   e->inc = inc;
-  e->at = now;
+  e->at = stamp(t, now);
   /* A member already reported failed is gone already: no second event. */
   return was_live ? PM_MEMBERS_LEFT : PM_MEMBERS_NONE;
 }
@@ -214,7 +246,7 @@ int pm_members_suspect(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
     return PM_MEMBERS_NONE;
   e->state = PM_MEMBER_SUSPECT;
   e->inc = inc;
-  e->at = now;
+  e->at = stamp(t, now);
   if (now + t->suspect_ms < t->next_due)
     t->next_due = now + t->suspect_ms;
   return PM_MEMBERS_SUSPECTED;
@@ -229,7 +261,7 @@ void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
     entry *e = at(t, i);
     uint64_t due;
     if (e->state == PM_MEMBER_SUSPECT)
-      due = e->at + t->suspect_ms;
+      due = when(t, e) + t->suspect_ms;
     else if (e->state == PM_MEMBER_ALIVE)
       due = silent_deadline(t, e);
     else
@@ -307,7 +339,7 @@ void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
   memcpy(out->id, e->id, PM_NODE_ID_LEN);
   out->incarnation = e->inc;
   out->state = e->state;
-  out->last_heard = e->at;
+  out->last_heard = when(t, e);
   if (interval_ms)
     *interval_ms = e->interval_ms;
 }

@@ -2208,7 +2208,7 @@ int pm_node_next_event(pm_node *n, pm_event *ev) {
       n->evq = NULL;
       n->evq_cap = n->evq_head = 0;
     }
-    if (n->mevq_cap > RING_KEEP * 16) {
+    if (n->mevq_cap > RING_KEEP) {
       mem_free(n, n->mevq);
       n->mevq = NULL;
       n->mevq_cap = n->mevq_head = 0;

@@ -232,6 +232,35 @@ static void test_capacity_evicts_gone_first(void) {
   pm_members_free(t);
 }
 
+/* Entry times are kept in 32 bits from a base that moves after 24 days:
+ * a node's clock starting far from zero, and running for a month, keeps
+ * every recent time exact, and an old failed member only gets younger. */
+static void test_times_far_from_zero_and_apart(void) {
+  const uint64_t t0 = 5000000000000ull; /* the clock does not start at 0 */
+  const uint64_t day = 24ull * 3600 * 1000;
+  pm_members *t = pm_members_new(NULL, 16, SUSPECT);
+  nfailed = 0;
+  CHECK_INT(alive(t, 1, 0, t0), PM_MEMBERS_JOINED);
+  CHECK_INT(last_heard_of(t, 1), t0);
+  CHECK_INT(pm_members_deadline(t), t0 + 3 * IV + SUSPECT);
+  pm_members_expire(t, t0 + 3 * IV + SUSPECT, on_failed, NULL);
+  CHECK_INT(state_of(t, 1), PM_MEMBER_FAILED);
+  /* A month later, member 2 joins; member 1's time is moved up, no more. */
+  uint64_t later = t0 + 30 * day;
+  CHECK_INT(alive(t, 2, 0, later), PM_MEMBERS_JOINED);
+  CHECK_INT(last_heard_of(t, 2), later);
+  CHECK(last_heard_of(t, 1) >= t0 && last_heard_of(t, 1) < later);
+  CHECK_INT(pm_members_deadline(t), later + 3 * IV + SUSPECT);
+  /* Suspected and failed on time, in the new range. */
+  CHECK_INT(suspect(t, 2, 0, later + 5), PM_MEMBERS_SUSPECTED);
+  CHECK_INT(last_heard_of(t, 2), later + 5);
+  pm_members_expire(t, later + 5 + SUSPECT - 1, on_failed, NULL);
+  CHECK_INT(state_of(t, 2), PM_MEMBER_SUSPECT);
+  pm_members_expire(t, later + 5 + SUSPECT, on_failed, NULL);
+  CHECK_INT(state_of(t, 2), PM_MEMBER_FAILED);
+  pm_members_free(t);
+}
+
 static void test_many_members_grow_and_list(void) {
   pm_members *t = pm_members_new(NULL, 5000, SUSPECT);
   for (uint32_t k = 0; k < 6000; k++)
@@ -595,6 +624,7 @@ int main(void) {
       TEST_CASE(test_refuted_suspicion),
       TEST_CASE(test_silent_member_fails),
       TEST_CASE(test_capacity_evicts_gone_first),
+      TEST_CASE(test_times_far_from_zero_and_apart),
       TEST_CASE(test_many_members_grow_and_list),
       TEST_CASE(test_vouch_adds_unknown),
       TEST_CASE(test_vouch_alive_needs_newer_incarnation),
