@@ -197,7 +197,16 @@ void pm_idtable_prefetch(const pm_idtable *t,
 
 void pm_idtable_prefetch_entry(const pm_idtable *t,
                                const uint8_t id[PM_NODE_ID_LEN]) {
-  uint32_t v = t->slots[home(t, id)];
-  if (v && (v & TAG_MASK) == slot_tag(id))
-    __builtin_prefetch(entry_id(t, v));
+  /* The entry may sit a few slots past its home: the first whose tag
+   * matches, among the next few (one cache line), is very likely it. */
+  uint32_t mask = t->nslots - 1, tag = slot_tag(id), s = home(t, id);
+  for (int k = 0; k < 4; k++, s = (s + 1) & mask) {
+    uint32_t v = t->slots[s];
+    if (!v)
+      return;
+    if ((v & TAG_MASK) == tag) {
+      __builtin_prefetch(entry_id(t, v));
+      return;
+    }
+  }
 }

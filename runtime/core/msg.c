@@ -90,6 +90,17 @@ int pm_msg_write_flood(pm_buf *b, const pm_msg_flood *m) {
   return pm_frame_end(b, start);
 }
 
+int pm_msg_relay_flood(pm_buf *b, const pm_frame *f, uint16_t hops) {
+  if (f->type != PM_FRAME_FLOOD || f->len < PM_FLOOD_HOPS_OFFSET + 2)
+    return PM_ERR_INVAL;
+  size_t start = pm_frame_begin(b, PM_FRAME_FLOOD);
+  pm_buf_put(b, f->payload, PM_FLOOD_HOPS_OFFSET);
+  pm_buf_u16(b, hops);
+  pm_buf_put(b, f->payload + PM_FLOOD_HOPS_OFFSET + 2,
+             f->len - PM_FLOOD_HOPS_OFFSET - 2);
+  return pm_frame_end(b, start);
+}
+
 int pm_msg_read_flood(const pm_frame *f, pm_msg_flood *m) {
   pm_reader r;
   pm_reader_init(&r, f->payload, f->len);

@@ -70,6 +70,13 @@ int pm_msg_write_empty(pm_buf *b, uint8_t type) PM_MUST_CHECK;
 
 int pm_msg_write_flood(pm_buf *b, const pm_msg_flood *m) PM_MUST_CHECK;
 int pm_msg_read_flood(const pm_frame *f, pm_msg_flood *m) PM_MUST_CHECK;
+/* Where `hops` sits in a Flood payload: everything before it is fixed. */
+#define PM_FLOOD_HOPS_OFFSET (PM_MSG_ID_LEN + PM_NODE_ID_LEN + 8 + 8 + 1 + 4)
+/* Writes the Flood frame whose payload `f` carries (one pm_msg_read_flood
+ * accepted) with `hops` in place of its own: the same bytes
+ * pm_msg_write_flood would write for it, without encoding it again. */
+int pm_msg_relay_flood(pm_buf *b, const pm_frame *f,
+                       uint16_t hops) PM_MUST_CHECK;
 
 /* IHave and Graft: u8 count (1..PM_MAX_IDS), count x id[32]. */
 int pm_msg_write_ids(pm_buf *b, uint8_t type, const uint8_t *ids,

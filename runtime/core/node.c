@@ -829,10 +829,14 @@ static void announce(pm_node *n, link *l, const uint8_t *ids, size_t count,
  * places near its author rather than one, which takes about a hop off the
  * longest paths (the tree's paths run through its root) for a few per cent
  * more copies; in a smaller mesh those copies would be a large share. */
+/* Sends `m` on: pushed on tree links, announced on the others. `f`, when
+ * the message came in a frame, is that frame: it is copied with the new
+ * hop count rather than encoded again. */
 static void forward(pm_node *n, uint64_t now, const link *from,
-                    const pm_msg_flood *m) {
+                    const pm_msg_flood *m, const pm_frame *f) {
   pm_buf_reset(&n->fwd);
-  if (pm_msg_write_flood(&n->fwd, m) != 0)
+  if ((f ? pm_msg_relay_flood(&n->fwd, f, m->hops)
+         : pm_msg_write_flood(&n->fwd, m)) != 0)
     return;
   pm_msgcache_put(n->cache, m->id, n->fwd.data, n->fwd.len, now);
   for (size_t i = 0; i < n->nlinks; i++) {
@@ -971,7 +975,7 @@ static void send_presence(pm_node *n, uint64_t now, const char *action,
   pm_msg_flood_id(&m, m.id);
   n->signer.sign(n->signer.ud, n->id, m.id, m.sig);
   pm_dedup_insert(n->seen, m.id, now);
-  forward(n, now, NULL, &m);
+  forward(n, now, NULL, &m, NULL);
 }
 
 /* This node announces itself now; the next refresh is one interval on. */
@@ -1351,7 +1355,7 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     on_presence(n, now, &m);
     if (m.hops < UINT16_MAX)
       m.hops++;
-    forward(n, now, l, &m);
+    forward(n, now, l, &m, f);
     return 0;
   }
   int how = propagation(n, &m, PM_ORIGIN_REMOTE);
@@ -1363,7 +1367,7 @@ static int on_flood(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return 0; /* delivered here, travels no further */
   if (m.hops < UINT16_MAX)
     m.hops++;
-  forward(n, now, l, &m);
+  forward(n, now, l, &m, f);
   return 0;
 }
 
@@ -2031,7 +2035,7 @@ int pm_node_send(pm_node *n, uint64_t now, const pm_send *s,
     return 0;
   if (m.has_hop_limit && m.hop_limit == 0)
     return 0; /* this node only */
-  forward(n, now, NULL, &m);
+  forward(n, now, NULL, &m, NULL);
   finish(n, now);
   return 0;
 }

@@ -409,6 +409,43 @@ static void test_flood_round_trip(void) {
   pm_buf_free(&b);
 }
 
+/* Relaying copies the frame with a new hop count: byte for byte what
+ * encoding the message again would give, with and without a hop limit. */
+static void test_flood_relay_matches_write(void) {
+  pm_msg_flood m = sample_flood();
+  for (int limited = 1; limited >= 0; limited--) {
+    m.has_hop_limit = (uint8_t)limited;
+    m.hop_limit = limited ? 7 : 0;
+    m.hops = 3;
+    pm_buf in, relayed, written;
+    pm_buf_init(&in, NULL);
+    pm_buf_init(&relayed, NULL);
+    pm_buf_init(&written, NULL);
+    CHECK_INT(pm_msg_write_flood(&in, &m), 0);
+    pm_frame f;
+    if (cut(&in, PM_FRAME_FLOOD, &f)) {
+      CHECK_INT(pm_msg_relay_flood(&relayed, &f, 4), 0);
+      m.hops = 4;
+      CHECK_INT(pm_msg_write_flood(&written, &m), 0);
+      CHECK_INT(relayed.len, written.len);
+      CHECK(relayed.len == written.len &&
+            memcmp(relayed.data, written.data, written.len) == 0);
+      pm_frame g;
+      pm_msg_flood r;
+      if (cut(&relayed, PM_FRAME_FLOOD, &g)) {
+        CHECK_INT(pm_msg_read_flood(&g, &r), 0);
+        CHECK_INT(r.hops, 4);
+      }
+      /* A payload too short to hold a hop count is refused. */
+      pm_frame shortf = {PM_FRAME_FLOOD, f.payload, PM_FLOOD_HOPS_OFFSET + 1};
+      CHECK_INT(pm_msg_relay_flood(&relayed, &shortf, 4), PM_ERR_INVAL);
+    }
+    pm_buf_free(&in);
+    pm_buf_free(&relayed);
+    pm_buf_free(&written);
+  }
+}
+
 static void test_flood_truncated_at_every_length(void) {
   pm_msg_flood m = sample_flood();
   pm_buf b;
@@ -648,6 +685,7 @@ TEST_MAIN(TEST_CASE(test_hello_round_trip), TEST_CASE(test_sign_and_verify),
           TEST_CASE(test_referrals_nul_in_address),
           TEST_CASE(test_referrals_trailing_and_truncated),
           TEST_CASE(test_empty_frames), TEST_CASE(test_flood_round_trip),
+          TEST_CASE(test_flood_relay_matches_write),
           TEST_CASE(test_flood_truncated_at_every_length),
           TEST_CASE(test_flood_trailing_bytes), TEST_CASE(test_flood_flags),
           TEST_CASE(test_flood_body_length_lies),
