@@ -80,6 +80,56 @@ static void test_many_entries_grow_and_free(void) {
   CHECK(pm_msgcache_new(NULL, 0, 1) == NULL);
 }
 
-TEST_MAIN(TEST_CASE(test_put_and_get), TEST_CASE(test_ttl),
-          TEST_CASE(test_byte_budget_evicts_oldest),
+/* Frames of many sizes, one of 40,000 bytes,
+ * evicted by the budget and by age: what is kept reads back intact, what
+ * is gone reads as gone, and an emptied cache fills again. */
+static void test_budget_and_age_keep_frames_intact(void) {
+  enum { N = 600, BUDGET = 100000 };
+  pm_msgcache *c = pm_msgcache_new(NULL, BUDGET, 60000);
+  static uint8_t frame[40000];
+  uint8_t id[PM_MSG_ID_LEN];
+  size_t sizes[N];
+  for (uint32_t i = 0; i < N; i++) {
+    sizes[i] = i == 300 ? 40000 : 1 + (i * 7919u) % 900;
+    memset(frame, (int)(i & 0xff), sizes[i]);
+    memset(id, 0, sizeof id);
+    memcpy(id, &i, sizeof i);
+    CHECK_INT(pm_msgcache_put(c, id, frame, sizes[i], 1000 + i), 0);
+    CHECK(pm_msgcache_bytes(c) <= BUDGET);
+  }
+  /* The newest ones are all there, byte for byte; the first are gone. */
+  size_t kept = 0;
+  for (uint32_t i = 0; i < N; i++) {
+    memset(id, 0, sizeof id);
+    memcpy(id, &i, sizeof i);
+    size_t len = 0;
+    const uint8_t *f = pm_msgcache_get(c, id, &len, 1000 + N);
+    if (!f)
+      continue;
+    kept++;
+    CHECK_INT(len, sizes[i]);
+    int same = 1;
+    for (size_t k = 0; k < len; k++)
+      same &= f[k] == (uint8_t)(i & 0xff);
+    CHECK(same);
+  }
+  CHECK_INT(kept, pm_msgcache_count(c));
+  CHECK(kept > 50 && kept < N);
+  memset(id, 0, sizeof id);
+  size_t len;
+  CHECK(pm_msgcache_get(c, id, &len, 1000 + N) == NULL);
+  /* Everything expires; the cache then takes new frames. */
+  pm_msgcache_expire(c, 1000 + N + 60000);
+  CHECK_INT(pm_msgcache_count(c), 0);
+  CHECK_INT(pm_msgcache_bytes(c), 0);
+  make_id(id, 9);
+  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"again", 5, 200000), 0);
+  const uint8_t *f = pm_msgcache_get(c, id, &len, 200001);
+  CHECK(f != NULL && len == 5 && memcmp(f, "again", 5) == 0);
+  pm_msgcache_free(c);
+}
+
+TEST_MAIN(TEST_CASE(test_put_and_get),
+          TEST_CASE(test_budget_and_age_keep_frames_intact),
+          TEST_CASE(test_ttl), TEST_CASE(test_byte_budget_evicts_oldest),
           TEST_CASE(test_many_entries_grow_and_free))
