@@ -291,21 +291,33 @@ const char *pm_close_reason_name(int reason) {
 
 #define RING_KEEP 64 /* a drained event queue keeps at most this many slots */
 
-static int ring_grow(pm_node *n, void **arr, size_t *head, size_t len,
-                     size_t *cap, size_t elem) {
-  if (len < *cap)
+/* Makes room in a ring for `more` items beyond its `len`: one allocation
+ * however many, the items moved in at most two pieces. */
+static int ring_reserve(pm_node *n, void **arr, size_t *head, size_t len,
+                        size_t *cap, size_t elem, size_t more) {
+  if (len + more <= *cap)
     return 0;
-  size_t ncap = *cap ? *cap * 2 : 16;
+  size_t ncap = *cap ? *cap : 16;
+  while (ncap < len + more)
+    ncap *= 2;
   uint8_t *na = mem_alloc(n, ncap * elem);
   if (!na)
     return PM_ERR_NOMEM;
-  for (size_t i = 0; i < len; i++)
-    memcpy(na + i * elem, (uint8_t *)*arr + ((*head + i) % *cap) * elem, elem);
+  size_t first = len < *cap - *head ? len : *cap - *head;
+  if (first)
+    memcpy(na, (uint8_t *)*arr + *head * elem, first * elem);
+  if (len > first)
+    memcpy(na + first * elem, *arr, (len - first) * elem);
   mem_free(n, *arr);
   *arr = na;
   *head = 0;
   *cap = ncap;
   return 0;
+}
+
+static int ring_grow(pm_node *n, void **arr, size_t *head, size_t len,
+                     size_t *cap, size_t elem) {
+  return ring_reserve(n, arr, head, len, cap, elem, 1);
 }
 
 static out_item *push_out(pm_node *n, int kind, uint32_t link_id) {
@@ -1133,36 +1145,67 @@ static void encode_member(uint8_t e[PM_MEMBERS_ENTRY_LEN],
 }
 
 /* Members: this node's table, alive members only, itself first; of the
- * entries whose bucket among `nb` is marked in `want`. */
+ * entries whose bucket among `nb` is marked in `want`. Written straight
+ * into frames of up to PM_MEMBERS_PER_FRAME entries, each frame's count
+ * filled in when it is full. */
+typedef struct members_writer {
+  pm_buf *out;
+  size_t start; /* the open frame, if count > 0 */
+  size_t count;
+} members_writer;
+
+static void members_close(members_writer *w) {
+  if (!w->count)
+    return;
+  pm_buf *b = w->out;
+  if (!b->err) {
+    b->data[w->start + PM_FRAME_HEADER] = (uint8_t)(w->count >> 8);
+    b->data[w->start + PM_FRAME_HEADER + 1] = (uint8_t)w->count;
+  }
+  /* Fails only when the buffer already did (1,024 entries always fit),
+   * which the send reports. */
+  int rc = pm_frame_end(b, w->start);
+  (void)rc;
+  w->count = 0;
+}
+
+static void members_put(members_writer *w, const uint8_t *id, uint32_t inc,
+                        uint32_t iv) {
+  if (w->count == PM_MEMBERS_PER_FRAME)
+    members_close(w);
+  if (!w->count) {
+    w->start = pm_frame_begin(w->out, PM_FRAME_MEMBERS);
+    pm_buf_u16(w->out, 0); /* the count, filled in by members_close */
+  }
+  uint8_t e[PM_MEMBERS_ENTRY_LEN];
+  encode_member(e, id, inc, iv);
+  pm_buf_put(w->out, e, sizeof e);
+  w->count++;
+}
+
 static void send_members(pm_node *n, link *l, const uint8_t *want, unsigned nb,
                          uint64_t now) {
-  pm_buf all;
-  pm_buf_init(&all, n->alloc);
-  uint8_t e[PM_MEMBERS_ENTRY_LEN];
-  if (want[pm_members_bucket(n->id) % nb]) {
-    encode_member(e, n->id, n->incarnation, n->refresh_iv);
-    pm_buf_put(&all, e, sizeof e);
-  }
+  members_writer w = {&l->out, 0, 0};
+  if (want[pm_members_bucket(n->id) % nb])
+    members_put(&w, n->id, n->incarnation, n->refresh_iv);
   /* Bucket b holds the IDs whose first byte is b modulo nb: only those
    * stretches of the table are read. */
   for (unsigned b = 0; b < PM_MEMBERS_BUCKETS; b++) {
     if (!want[b % nb])
       continue;
-    pm_members_walk w;
-    pm_members_prefix(n->members, (uint8_t)b, &w);
-    for (uint32_t i; (i = pm_members_next(n->members, &w)) != PM_MEMBERS_END;) {
+    pm_members_walk wk;
+    pm_members_prefix(n->members, (uint8_t)b, &wk);
+    for (uint32_t i;
+         (i = pm_members_next(n->members, &wk)) != PM_MEMBERS_END;) {
       pm_member_info info;
       uint32_t iv;
       pm_members_at(n->members, i, &info, &iv);
-      if (info.state != PM_MEMBER_ALIVE)
-        continue;
-      encode_member(e, info.id, info.incarnation, iv);
-      pm_buf_put(&all, e, sizeof e);
+      if (info.state == PM_MEMBER_ALIVE)
+        members_put(&w, info.id, info.incarnation, iv);
     }
   }
-  if (!all.err)
-    write_members(n, l, all.data, all.len / PM_MEMBERS_ENTRY_LEN, now);
-  pm_buf_free(&all);
+  members_close(&w);
+  want_send(n, l, now);
 }
 
 /* This node's digest in `nb` buckets (a power of two up to 256): its
@@ -1280,6 +1323,10 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   if (count > PM_MEMBERS_PER_FRAME ||
       f->len != 2 + count * PM_MEMBERS_ENTRY_LEN)
     return link_error(n, l, now, PM_ERR_MALFORMED);
+  /* Room for an event per entry at once, rather than doubling as they
+   * come (a frame may name 1,024 members new to this node). */
+  ring_reserve(n, (void **)&n->mevq, &n->mevq_head, n->mevq_len, &n->mevq_cap,
+               sizeof(mev_item), count);
   /* Each entry's index slot, then its entry, load ahead of its turn. */
   for (size_t k = 0; k < count && k < 16; k++)
     pm_members_prefetch(n->members, f->payload + 2 + k * PM_MEMBERS_ENTRY_LEN);
@@ -2194,15 +2241,18 @@ int pm_node_next_event(pm_node *n, pm_event *ev) {
   n->ev_current.body = NULL;
   if (n->mevq_len && (n->evq_len == 0 || n->mevq[n->mevq_head].order <
                                              n->evq[n->evq_head].order)) {
+    /* A table's worth of these can come at once: only the event itself is
+     * written, and its strings are the empty ones of ev_current. */
     const mev_item *m = &n->mevq[n->mevq_head];
-    memset(&n->ev_current, 0, sizeof n->ev_current);
-    n->ev_current.ev.kind = m->kind;
-    memcpy(n->ev_current.ev.peer, m->id, PM_NODE_ID_LEN);
-    n->mevq_head = (n->mevq_head + 1) % n->mevq_cap;
-    n->mevq_len--;
-    *ev = n->ev_current.ev;
+    memset(ev, 0, sizeof *ev);
+    ev->kind = m->kind;
+    memcpy(ev->peer, m->id, PM_NODE_ID_LEN);
+    n->ev_current.action[0] = '\0';
+    n->ev_current.addr[0] = '\0';
     ev->action = n->ev_current.action;
     ev->addr = n->ev_current.addr;
+    n->mevq_head = n->mevq_head + 1 == n->mevq_cap ? 0 : n->mevq_head + 1;
+    n->mevq_len--;
     return 1;
   }
   if (n->evq_len == 0) {
