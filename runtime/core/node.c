@@ -325,7 +325,7 @@ static out_item *push_out(pm_node *n, int kind, uint32_t link_id) {
                 sizeof(out_item)))
     return NULL;
   out_item *o = &n->outq[(n->outq_head + n->outq_len++) % n->outq_cap];
-  memset(o, 0, sizeof *o);
+  o->addr[0] = '\0';
   o->kind = kind;
   o->link_id = link_id;
   return o;
@@ -336,7 +336,11 @@ static ev_item *push_event(pm_node *n, int kind) {
                 sizeof(ev_item)))
     return NULL;
   ev_item *e = &n->evq[(n->evq_head + n->evq_len++) % n->evq_cap];
-  memset(e, 0, sizeof *e);
+  /* Not the whole item: its strings are as long as they are written. */
+  memset(&e->ev, 0, sizeof e->ev);
+  e->action[0] = '\0';
+  e->addr[0] = '\0';
+  e->body = NULL;
   e->order = n->ev_order++;
   e->ev.kind = kind;
   return e;
@@ -2269,10 +2273,15 @@ int pm_node_next_event(pm_node *n, pm_event *ev) {
     }
     return 0;
   }
-  n->ev_current = n->evq[n->evq_head];
+  /* The item's slot may be reused by the next call: what the event points
+   * to moves to ev_current, strings as long as they are. */
+  const ev_item *e = &n->evq[n->evq_head];
+  *ev = e->ev;
+  memcpy(n->ev_current.action, e->action, strlen(e->action) + 1);
+  memcpy(n->ev_current.addr, e->addr, strlen(e->addr) + 1);
+  n->ev_current.body = e->body;
   n->evq_head = (n->evq_head + 1) % n->evq_cap;
   n->evq_len--;
-  *ev = n->ev_current.ev;
   ev->action = n->ev_current.action;
   ev->addr = n->ev_current.addr;
   ev->body = n->ev_current.body;
