@@ -67,6 +67,11 @@ void pm_authors_prefetch(const pm_authors *a,
   pm_idtable_prefetch(&a->tab, author);
 }
 
+void pm_authors_prefetch_entry(const pm_authors *a,
+                               const uint8_t author[PM_NODE_ID_LEN]) {
+  pm_idtable_prefetch_entry(&a->tab, author);
+}
+
 /* An entry for a new author; when full, the least recently used one makes
  * room. */
 static entry *add(pm_authors *a, const uint8_t *author) {

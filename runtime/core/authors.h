@@ -25,9 +25,12 @@ void pm_authors_free(pm_authors *a);
  * the author's window; 0 for a replay. Changes nothing. */
 int pm_authors_fresh(const pm_authors *a, const uint8_t author[PM_NODE_ID_LEN],
                      uint64_t seq);
-/* A hint that `author` is looked up soon: its index slot starts loading. */
+/* Hints that `author` is looked up soon: its index slot, then (some time
+ * later) the entry the slot likely names, start loading. */
 void pm_authors_prefetch(const pm_authors *a,
                          const uint8_t author[PM_NODE_ID_LEN]);
+void pm_authors_prefetch_entry(const pm_authors *a,
+                               const uint8_t author[PM_NODE_ID_LEN]);
 /* Records an accepted (author, seq). Returns 0 or PM_ERR_NOMEM. */
 int pm_authors_accept(pm_authors *a, const uint8_t author[PM_NODE_ID_LEN],
                       uint64_t seq);

@@ -98,6 +98,21 @@ void pm_dedup_prefetch(const pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN]) {
   __builtin_prefetch(&d->index[id_hash(id) & (d->slots - 1)]);
 }
 
+void pm_dedup_prefetch_entry(const pm_dedup *d,
+                             const uint8_t id[PM_MSG_ID_LEN]) {
+  uint32_t mask = d->slots - 1, s = id_hash(id) & mask;
+  uint64_t tag = id_tag(id);
+  for (int k = 0; k < 4; k++, s = (s + 1) & mask) {
+    uint64_t v = d->index[s];
+    if (!v)
+      return;
+    if ((v & ~(uint64_t)UINT32_MAX) == tag) {
+      __builtin_prefetch(&d->ring[slot_pos(v) - 1]);
+      return;
+    }
+  }
+}
+
 /* Removes the oldest entry: clears its slot and re-seats the cluster after it
  * (linear-probing deletion without tombstones). */
 static void drop_oldest(pm_dedup *d) {

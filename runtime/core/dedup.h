@@ -29,8 +29,12 @@ int pm_dedup_insert(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN], uint64_t now);
 /* 1 if `id` is known and not expired at `now`. */
 int pm_dedup_contains(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN],
                       uint64_t now);
-/* A hint that `id` is looked up soon: its hash slot starts loading. */
+/* Hints that `id` is looked up soon: pm_dedup_prefetch loads its hash
+ * slot; pm_dedup_prefetch_entry, some time later, reads the slots and
+ * loads the entry they likely name. */
 void pm_dedup_prefetch(const pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN]);
+void pm_dedup_prefetch_entry(const pm_dedup *d,
+                             const uint8_t id[PM_MSG_ID_LEN]);
 /* Forgets IDs older than the TTL. */
 void pm_dedup_expire(pm_dedup *d, uint64_t now);
 uint32_t pm_dedup_count(const pm_dedup *d);

@@ -2304,6 +2304,43 @@ void pm_node_prefetch_link(const pm_node *n, uint32_t link_id) {
   __builtin_prefetch(n->authors);
 }
 
+/* The IDs the frames in `data` will look up (when the bytes begin a
+ * frame; when they do not, what is read is only used to prefetch): their
+ * slots at stage 0, the entries the slots name at stage 1. */
+static void prefetch_frames(const pm_node *n, const uint8_t *data, size_t len,
+                            int stage) {
+  size_t off = 0;
+  for (int k = 0; k < 4 && data && len - off >= PM_FRAME_HEADER; k++) {
+    const uint8_t *f = data + off;
+    size_t avail = len - off - PM_FRAME_HEADER;
+    uint32_t flen = pm_load_u32(f + 2);
+    if (f[0] != PM_PROTOCOL_VERSION || flen > PM_FRAME_MAX_PAYLOAD)
+      return;
+    const uint8_t *pl = f + PM_FRAME_HEADER;
+    if (f[1] == PM_FRAME_FLOOD && avail >= PM_MSG_ID_LEN + PM_NODE_ID_LEN) {
+      if (stage == 0) {
+        pm_dedup_prefetch(n->seen, pl);
+        pm_authors_prefetch(n->authors, pl + PM_MSG_ID_LEN);
+      } else {
+        pm_dedup_prefetch_entry(n->seen, pl);
+        pm_authors_prefetch_entry(n->authors, pl + PM_MSG_ID_LEN);
+      }
+    } else if (f[1] == PM_FRAME_IHAVE && avail >= 1) {
+      size_t count = pl[0];
+      for (size_t i = 0; i < count && 1 + (i + 1) * PM_MSG_ID_LEN <= avail;
+           i++) {
+        if (stage == 0)
+          pm_dedup_prefetch(n->seen, pl + 1 + i * PM_MSG_ID_LEN);
+        else
+          pm_dedup_prefetch_entry(n->seen, pl + 1 + i * PM_MSG_ID_LEN);
+      }
+    }
+    if (flen > avail)
+      return;
+    off += PM_FRAME_HEADER + flen;
+  }
+}
+
 void pm_node_prefetch_input(const pm_node *n, uint32_t link_id,
                             const uint8_t *data, size_t len) {
   for (size_t i = 0; i < n->nlinks; i++)
@@ -2314,28 +2351,12 @@ void pm_node_prefetch_input(const pm_node *n, uint32_t link_id,
       __builtin_prefetch(l + 128);
       break;
     }
-  /* The bytes usually begin with a frame (when they do not, what is read
-   * below is only used to prefetch): the IDs the node will look up. */
-  size_t off = 0;
-  for (int k = 0; k < 4 && data && len - off >= PM_FRAME_HEADER; k++) {
-    const uint8_t *f = data + off;
-    size_t avail = len - off - PM_FRAME_HEADER;
-    uint32_t flen = pm_load_u32(f + 2);
-    if (f[0] != PM_PROTOCOL_VERSION || flen > PM_FRAME_MAX_PAYLOAD)
-      return;
-    const uint8_t *pl = f + PM_FRAME_HEADER;
-    if (f[1] == PM_FRAME_FLOOD && avail >= PM_MSG_ID_LEN + PM_NODE_ID_LEN) {
-      pm_dedup_prefetch(n->seen, pl);
-      pm_authors_prefetch(n->authors, pl + PM_MSG_ID_LEN);
-    } else if (f[1] == PM_FRAME_IHAVE && avail >= 1) {
-      size_t count = pl[0];
-      for (size_t i = 0; i < count && 1 + (i + 1) * PM_MSG_ID_LEN <= avail; i++)
-        pm_dedup_prefetch(n->seen, pl + 1 + i * PM_MSG_ID_LEN);
-    }
-    if (flen > avail)
-      return;
-    off += PM_FRAME_HEADER + flen;
-  }
+  prefetch_frames(n, data, len, 0);
+}
+
+void pm_node_prefetch_entries(const pm_node *n, const uint8_t *data,
+                              size_t len) {
+  prefetch_frames(n, data, len, 1);
 }
 
 void pm_node_set_filter(pm_node *n, pm_filter_fn fn, void *ud) {

@@ -128,11 +128,12 @@ static void dispatch(sim_part *p, const sim_event *ev) {
 
 /* Memory latency bounds a big run: while an event is handled, the state of
  * the next ones starts loading, in stages, each of which needs the one
- * before in cache and has one event's time to arrive: four events ahead, a
- * packet and its connection end (which names the node and the link); three
- * ahead, the node's record here; two ahead, the node's core; one ahead,
- * what finding the link reads; and for the very next event, the link and
- * the entries the packet's frames look up. */
+ * before in cache and has one event's time to arrive: five events ahead, a
+ * packet and its connection end (which names the node and the link); four
+ * ahead, the node's record here; three ahead, the node's core; two ahead,
+ * what finding the link and looking up IDs reads; one ahead, the link and
+ * the index slots of the IDs in the packet's frames; and for the very next
+ * event, the entries those slots name. */
 static uint32_t event_node(const sim_part *p, const sim_wheel_item *it) {
   if (it->kind == SIM_EV_PACKET && it->b < p->ends_len)
     return p->ends[it->b].node;
@@ -148,27 +149,33 @@ static pm_node *event_core(const sim_part *p, const sim_wheel_item *it) {
 
 static void prefetch_ahead(sim_part *p) {
   const sim *s = p->s;
-  const sim_wheel_item *it = sim_evq_peek(&p->q, 4);
+  const sim_wheel_item *it = sim_evq_peek(&p->q, 5);
   if (it && it->kind == SIM_EV_PACKET && it->b < p->ends_len) {
     __builtin_prefetch(&p->ends[it->b]);
     sim_net_prefetch_packet(p, it->a);
   }
-  if ((it = sim_evq_peek(&p->q, 3)) != NULL) {
+  if ((it = sim_evq_peek(&p->q, 4)) != NULL) {
     uint32_t n = event_node(p, it);
     if (n < s->nodes_cap)
       __builtin_prefetch(&s->nodes[n]);
   }
   pm_node *core;
-  if ((it = sim_evq_peek(&p->q, 2)) != NULL && (core = event_core(p, it)))
+  if ((it = sim_evq_peek(&p->q, 3)) != NULL && (core = event_core(p, it)))
     pm_node_prefetch(core);
-  if ((it = sim_evq_peek(&p->q, 1)) != NULL && it->kind == SIM_EV_PACKET &&
+  if ((it = sim_evq_peek(&p->q, 2)) != NULL && it->kind == SIM_EV_PACKET &&
       (core = event_core(p, it)))
     pm_node_prefetch_link(core, p->ends[it->b].link);
+  size_t len;
+  const uint8_t *data;
+  if ((it = sim_evq_peek(&p->q, 1)) != NULL && it->kind == SIM_EV_PACKET &&
+      (core = event_core(p, it))) {
+    data = sim_net_packet_data(p, it->a, &len);
+    pm_node_prefetch_input(core, p->ends[it->b].link, data, len);
+  }
   if ((it = sim_evq_peek(&p->q, 0)) != NULL && it->kind == SIM_EV_PACKET &&
       (core = event_core(p, it))) {
-    size_t len;
-    const uint8_t *data = sim_net_packet_data(p, it->a, &len);
-    pm_node_prefetch_input(core, p->ends[it->b].link, data, len);
+    data = sim_net_packet_data(p, it->a, &len);
+    pm_node_prefetch_entries(core, data, len);
   }
 }
 

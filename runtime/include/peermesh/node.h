@@ -230,13 +230,15 @@ typedef struct pm_event {
  * loaded, so they pay off called in order, each some time (another node's
  * event) after the one before: pm_node_prefetch loads the node,
  * pm_node_prefetch_link what finding `link_id` and looking up messages
- * reads, and pm_node_prefetch_input the link and, for the bytes `data` about
- * to be passed to pm_node_link_recv (NULL for a timeout), the entries their
- * frames look up. */
+ * reads, pm_node_prefetch_input the link and, for the bytes `data` about to
+ * be passed to pm_node_link_recv, where their frames' IDs are indexed, and
+ * pm_node_prefetch_entries the entries those name. */
 void pm_node_prefetch(const pm_node *node);
 void pm_node_prefetch_link(const pm_node *node, uint32_t link_id);
 void pm_node_prefetch_input(const pm_node *node, uint32_t link_id,
                             const uint8_t *data, size_t len);
+void pm_node_prefetch_entries(const pm_node *node, const uint8_t *data,
+                              size_t len);
 
 /* Returns 1 and fills `ev`, or 0 when no event is pending. */
 int pm_node_next_event(pm_node *node, pm_event *ev);
