@@ -26,7 +26,7 @@
 
 #define PM_IDTABLE_NONE UINT32_MAX
 #define PM_IDTABLE_MAX ((1u << 24) - 2) /* the most entries a table holds */
-#define PM_IDTABLE_BLOCK_SHIFT 9
+#define PM_IDTABLE_BLOCK_SHIFT 7
 #define PM_IDTABLE_BLOCK (1u << PM_IDTABLE_BLOCK_SHIFT)
 
 typedef struct pm_idtable {
