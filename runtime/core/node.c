@@ -188,7 +188,6 @@ struct pm_node {
   void *filter_ud;
   uint64_t next_prune;
   uint64_t next_explore;
-  pm_tree tree;
   int tree_dirty;       /* a neighbour's advert or a neighbour changed */
   uint64_t announce_at; /* when queued IHave IDs go out; 0: none queued */
   int grafts_queued;    /* a link's graft buffer holds IDs */
@@ -209,6 +208,7 @@ struct pm_node {
   uint64_t last_alive;   /* when this node last announced itself */
   uint64_t next_refresh; /* when this node next says "$alive" */
   int was_online;        /* it has been online before */
+  pm_tree tree;          /* last: its head is hot, its dead marks are not */
 
   /* Large and seldom read: kept after the fields every event reads, so
    * that those share a few cache lines. */
@@ -2292,7 +2292,7 @@ void pm_node_prefetch(const pm_node *n) {
   /* The fields every event reads come first in struct pm_node. Nothing is
    * read here: the node itself is still on its way. */
   const char *p = (const char *)n;
-  for (size_t off = 0; off < offsetof(struct pm_node, mesh); off += 64)
+  for (size_t off = 0; off < offsetof(struct pm_node, tree) + 128; off += 64)
     __builtin_prefetch(p + off);
 }
 
