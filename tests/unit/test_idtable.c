@@ -150,6 +150,18 @@ static uint32_t spread_id(uint32_t i) {
   return i * 2654435761u;
 }
 
+/* Entry i's ID: spread_id(i) as its first four bytes, big-endian, and i
+ * further on. */
+static void spread_id_bytes(uint8_t id[PM_NODE_ID_LEN], uint32_t i) {
+  uint32_t h = spread_id(i);
+  memset(id, 0, PM_NODE_ID_LEN);
+  id[0] = (uint8_t)(h >> 24);
+  id[1] = (uint8_t)(h >> 16);
+  id[2] = (uint8_t)(h >> 8);
+  id[3] = (uint8_t)h;
+  memcpy(id + 8, &i, sizeof i);
+}
+
 static void test_walk_by_first_byte(void) {
   enum { N = 4000 };
   static uint8_t present[N];
@@ -160,13 +172,7 @@ static void test_walk_by_first_byte(void) {
     CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), n), 0);
     uint8_t id[PM_NODE_ID_LEN];
     for (uint32_t i = 0; i < n; i++) {
-      uint32_t h = spread_id(i);
-      memset(id, 0, sizeof id);
-      id[0] = (uint8_t)(h >> 24);
-      id[1] = (uint8_t)(h >> 16);
-      id[2] = (uint8_t)(h >> 8);
-      id[3] = (uint8_t)h;
-      memcpy(id + 8, &i, sizeof i);
+      spread_id_bytes(id, i);
       item *e = pm_idtable_add(&t, id);
       CHECK(e != NULL);
       if (e)
@@ -175,13 +181,7 @@ static void test_walk_by_first_byte(void) {
     }
     walk_matches(&t, present, n, spread_id);
     for (uint32_t i = 0; i < n; i += 3) { /* remove a third */
-      uint32_t h = spread_id(i);
-      memset(id, 0, sizeof id);
-      id[0] = (uint8_t)(h >> 24);
-      id[1] = (uint8_t)(h >> 16);
-      id[2] = (uint8_t)(h >> 8);
-      id[3] = (uint8_t)h;
-      memcpy(id + 8, &i, sizeof i);
+      spread_id_bytes(id, i);
       uint32_t pos = pm_idtable_find(&t, id);
       CHECK(pos != PM_IDTABLE_NONE);
       if (pos != PM_IDTABLE_NONE)
