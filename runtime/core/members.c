@@ -7,19 +7,29 @@
 
 #define SILENT_INTERVALS 3 /* refreshes missed before the slow path fails */
 
+/* 44 bytes: a node of a 10,000-member mesh holds 10,000 of them. */
 typedef struct entry {
   uint8_t id[PM_NODE_ID_LEN];
   uint32_t inc;
-  /* While alive or suspect, the refresh interval it announced; once failed,
-   * 1 + the incarnation this node asked it to refute (0: not asked). */
-  uint32_t interval_ms;
   /* The last news of it: its last $alive while alive, the suspicion while
    * suspect, its $leave once left (a failure leaves it as it was), in ms
-   * after the table's base (below). One 32-bit field keeps an entry at 48
-   * bytes: a node of a 10,000-member mesh holds 10,000 of them. */
+   * after the table's base (below). */
   uint32_t at;
+  /* The refresh interval it announced, in tenths of a second, rounded up
+   * (receivers clamp intervals to 2,250,000 ms: 22,500 fits). */
+  uint16_t interval_ds;
   uint8_t state; /* enum pm_member_state */
+  uint8_t asked; /* failed, and this node asked it to refute */
 } entry;
+
+static uint16_t to_ds(uint32_t ms) {
+  uint32_t ds = ms / 100 + (ms % 100 != 0);
+  return (uint16_t)(ds > UINT16_MAX ? UINT16_MAX : ds);
+}
+
+static uint32_t interval_of(const entry *e) {
+  return (uint32_t)e->interval_ds * 100;
+}
 
 struct pm_members {
   pm_idtable tab;
@@ -145,7 +155,7 @@ static void make_room(pm_members *t) {
 }
 
 static uint64_t silent_deadline(const pm_members *t, const entry *e) {
-  uint64_t iv = e->interval_ms > t->floor_ms ? e->interval_ms : t->floor_ms;
+  uint64_t iv = interval_of(e) > t->floor_ms ? interval_of(e) : t->floor_ms;
   return when(t, e) + SILENT_INTERVALS * iv + t->suspect_ms;
 }
 
@@ -155,7 +165,7 @@ static void set_alive(pm_members *t, entry *e, uint32_t inc,
     toggle_live(t, e, 1);
   e->state = PM_MEMBER_ALIVE;
   e->inc = inc;
-  e->interval_ms = interval_ms;
+  e->interval_ds = to_ds(interval_ms);
   e->at = stamp(t, now);
   uint64_t due = silent_deadline(t, e);
   if (due < t->next_due)
@@ -217,10 +227,10 @@ int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
 int pm_members_ask(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                    uint32_t inc) {
   entry *e = find(t, id);
-  if (!e || e->state != PM_MEMBER_FAILED || e->inc != inc ||
-      e->interval_ms == inc + 1u || inc == UINT32_MAX)
+  if (!e || e->state != PM_MEMBER_FAILED || e->inc != inc || e->asked ||
+      inc == UINT32_MAX)
     return 0;
-  e->interval_ms = inc + 1u;
+  e->asked = 1;
   return 1;
 }
 
@@ -272,7 +282,7 @@ void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
       continue;
     }
     e->state = PM_MEMBER_FAILED;
-    e->interval_ms = 0; /* not asked yet (pm_members_ask) */
+    e->asked = 0; /* not asked yet (pm_members_ask) */
     toggle_live(t, e, 0);
     if (fn)
       fn(ud, e->id);
@@ -341,5 +351,5 @@ void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
   out->state = e->state;
   out->last_heard = when(t, e);
   if (interval_ms)
-    *interval_ms = e->interval_ms;
+    *interval_ms = interval_of(e);
 }

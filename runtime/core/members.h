@@ -64,7 +64,8 @@ pm_members *pm_members_new(const pm_allocator *alloc, uint32_t capacity,
                            uint64_t suspect_ms);
 void pm_members_free(pm_members *t);
 
-/* `interval_ms` is the member's announced refresh interval. Returns a
+/* `interval_ms` is the member's announced refresh interval (kept rounded
+ * up to a tenth of a second, at most 6,553,500 ms). Returns a
  * change, or PM_ERR_NOMEM. */
 int pm_members_alive(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint32_t interval_ms, uint64_t now);

@@ -261,6 +261,25 @@ static void test_times_far_from_zero_and_apart(void) {
   pm_members_free(t);
 }
 
+/* Intervals are kept in tenths of a second, rounded up, and bounded. */
+static void test_interval_kept_in_tenths(void) {
+  pm_members *t = pm_members_new(NULL, 16, SUSPECT);
+  uint8_t id[PM_NODE_ID_LEN];
+  uint32_t ivs[] = {30000, 22501, 10000000};
+  uint32_t want[] = {30000, 22600, 6553500};
+  for (uint32_t k = 0; k < 3; k++) {
+    id_of(id, k);
+    CHECK_INT(pm_members_alive(t, id, 0, ivs[k], 1000), PM_MEMBERS_JOINED);
+    pm_member_info info;
+    uint32_t iv = 0;
+    CHECK(entry_of(t, k, &info, &iv));
+    CHECK_INT(iv, want[k]);
+  }
+  /* The silent deadline follows the kept interval. */
+  CHECK_INT(pm_members_deadline(t), 1000 + 3 * 22600 + SUSPECT);
+  pm_members_free(t);
+}
+
 static void test_many_members_grow_and_list(void) {
   pm_members *t = pm_members_new(NULL, 5000, SUSPECT);
   for (uint32_t k = 0; k < 6000; k++)
@@ -625,6 +644,7 @@ int main(void) {
       TEST_CASE(test_silent_member_fails),
       TEST_CASE(test_capacity_evicts_gone_first),
       TEST_CASE(test_times_far_from_zero_and_apart),
+      TEST_CASE(test_interval_kept_in_tenths),
       TEST_CASE(test_many_members_grow_and_list),
       TEST_CASE(test_vouch_adds_unknown),
       TEST_CASE(test_vouch_alive_needs_newer_incarnation),
