@@ -2304,40 +2304,34 @@ void pm_node_prefetch_link(const pm_node *n, uint32_t link_id) {
   __builtin_prefetch(n->authors);
 }
 
-/* The IDs the frames in `data` will look up (when the bytes begin a
- * frame; when they do not, what is read is only used to prefetch): their
+/* The IDs the whole frames at the start of `data` will look up: their
  * slots at stage 0, the entries the slots name at stage 1. */
+static void prefetch_id(const pm_node *n, const uint8_t *id,
+                        const uint8_t *author, int stage) {
+  if (stage == 0) {
+    pm_dedup_prefetch(n->seen, id);
+    if (author)
+      pm_authors_prefetch(n->authors, author);
+  } else {
+    pm_dedup_prefetch_entry(n->seen, id);
+    if (author)
+      pm_authors_prefetch_entry(n->authors, author);
+  }
+}
+
 static void prefetch_frames(const pm_node *n, const uint8_t *data, size_t len,
                             int stage) {
-  size_t off = 0;
-  for (int k = 0; k < 4 && data && len - off >= PM_FRAME_HEADER; k++) {
-    const uint8_t *f = data + off;
-    size_t avail = len - off - PM_FRAME_HEADER;
-    uint32_t flen = pm_load_u32(f + 2);
-    if (f[0] != PM_PROTOCOL_VERSION || flen > PM_FRAME_MAX_PAYLOAD)
-      return;
-    const uint8_t *pl = f + PM_FRAME_HEADER;
-    if (f[1] == PM_FRAME_FLOOD && avail >= PM_MSG_ID_LEN + PM_NODE_ID_LEN) {
-      if (stage == 0) {
-        pm_dedup_prefetch(n->seen, pl);
-        pm_authors_prefetch(n->authors, pl + PM_MSG_ID_LEN);
-      } else {
-        pm_dedup_prefetch_entry(n->seen, pl);
-        pm_authors_prefetch_entry(n->authors, pl + PM_MSG_ID_LEN);
-      }
-    } else if (f[1] == PM_FRAME_IHAVE && avail >= 1) {
-      size_t count = pl[0];
-      for (size_t i = 0; i < count && 1 + (i + 1) * PM_MSG_ID_LEN <= avail;
-           i++) {
-        if (stage == 0)
-          pm_dedup_prefetch(n->seen, pl + 1 + i * PM_MSG_ID_LEN);
-        else
-          pm_dedup_prefetch_entry(n->seen, pl + 1 + i * PM_MSG_ID_LEN);
-      }
-    }
-    if (flen > avail)
-      return;
-    off += PM_FRAME_HEADER + flen;
+  pm_frame f;
+  size_t used;
+  for (int k = 0; k < 4 && data && pm_frame_parse(data, len, &f, &used) == 1;
+       k++, data += used, len -= used) {
+    const uint8_t *ids;
+    size_t count;
+    if (f.type == PM_FRAME_FLOOD && f.len >= PM_MSG_ID_LEN + PM_NODE_ID_LEN)
+      prefetch_id(n, f.payload, f.payload + PM_MSG_ID_LEN, stage);
+    else if (f.type == PM_FRAME_IHAVE && pm_msg_read_ids(&f, &ids, &count) == 0)
+      for (size_t i = 0; i < count; i++)
+        prefetch_id(n, ids + i * PM_MSG_ID_LEN, NULL, stage);
   }
 }
 
