@@ -62,31 +62,11 @@ int pm_buf_reserve(pm_buf *b, size_t n) {
   return 0;
 }
 
-void pm_buf_put(pm_buf *b, const void *p, size_t n) {
+void pm_buf_put_slow(pm_buf *b, const void *p, size_t n) {
   if (n == 0 || pm_buf_reserve(b, n) != 0)
     return;
   memcpy(b->data + b->len, p, n);
   b->len += n;
-}
-
-void pm_buf_u8(pm_buf *b, uint8_t v) {
-  pm_buf_put(b, &v, 1);
-}
-
-void pm_buf_u16(pm_buf *b, uint16_t v) {
-  uint8_t t[2] = {(uint8_t)(v >> 8), (uint8_t)v};
-  pm_buf_put(b, t, 2);
-}
-
-void pm_buf_u32(pm_buf *b, uint32_t v) {
-  uint8_t t[4];
-  pm_store_u32(t, v);
-  pm_buf_put(b, t, 4);
-}
-
-void pm_buf_u64(pm_buf *b, uint64_t v) {
-  pm_buf_u32(b, (uint32_t)(v >> 32));
-  pm_buf_u32(b, (uint32_t)v);
 }
 
 void pm_buf_str8(pm_buf *b, const char *s, size_t n) {

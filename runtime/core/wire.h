@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "peermesh/alloc.h"
 #include "peermesh/error.h"
@@ -31,11 +32,37 @@ void pm_buf_reset(pm_buf *b);
 void pm_buf_trim(pm_buf *b, size_t keep);
 /* Makes room for `n` more bytes; returns 0 or PM_ERR_NOMEM. */
 int pm_buf_reserve(pm_buf *b, size_t n) PM_MUST_CHECK;
-void pm_buf_put(pm_buf *b, const void *p, size_t n);
-void pm_buf_u8(pm_buf *b, uint8_t v);
-void pm_buf_u16(pm_buf *b, uint16_t v);
-void pm_buf_u32(pm_buf *b, uint32_t v);
-void pm_buf_u64(pm_buf *b, uint64_t v);
+/* Appends `n` bytes. The common case (room already there) is inline, so
+ * that fixed-size appends compile to a few moves; growing, and a buffer
+ * that has failed, take pm_buf_put_slow. */
+void pm_buf_put_slow(pm_buf *b, const void *p, size_t n);
+static inline void pm_buf_put(pm_buf *b, const void *p, size_t n) {
+  if (n - 1 < b->cap - b->len && !b->err) {
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return;
+  }
+  pm_buf_put_slow(b, p, n);
+}
+static inline void pm_buf_u8(pm_buf *b, uint8_t v) {
+  pm_buf_put(b, &v, 1);
+}
+static inline void pm_buf_u16(pm_buf *b, uint16_t v) {
+  uint8_t t[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+  pm_buf_put(b, t, 2);
+}
+static inline void pm_store_u32(uint8_t *p, uint32_t v);
+static inline void pm_buf_u32(pm_buf *b, uint32_t v) {
+  uint8_t t[4];
+  pm_store_u32(t, v);
+  pm_buf_put(b, t, 4);
+}
+static inline void pm_buf_u64(pm_buf *b, uint64_t v) {
+  uint8_t t[8];
+  pm_store_u32(t, (uint32_t)(v >> 32));
+  pm_store_u32(t + 4, (uint32_t)v);
+  pm_buf_put(b, t, 8);
+}
 /* u8 length + bytes; fails with PM_ERR_INVAL when n > 255. */
 void pm_buf_str8(pm_buf *b, const char *s, size_t n);
 /* u16 length + bytes; fails with PM_ERR_INVAL when n > 65535. */
