@@ -155,18 +155,22 @@ void pm_idtable_remove(pm_idtable *t, uint32_t i) {
   memcpy(e, l, t->esize);
 }
 
-void pm_idtable_prefix(const pm_idtable *t, uint8_t b, pm_idtable_walk *w) {
-  /* The home slots of IDs beginning with b: a stretch of nslots / 256 when
-   * there are 256 slots or more, else the one slot b falls in. */
-  uint32_t bits = t->slot_bits;
-  w->slot = bits >= 8 ? (uint32_t)b << (bits - 8) : (uint32_t)b >> (8 - bits);
-  w->homes = bits >= 8 ? 1u << (bits - 8) : 1;
+void pm_idtable_prefix(const pm_idtable *t, uint16_t prefix, unsigned bits,
+                       pm_idtable_walk *w) {
+  /* The home slots of IDs beginning with the prefix: a stretch of
+   * nslots >> bits when there are that many slots, else the one slot the
+   * prefix falls in. */
+  uint32_t sb = t->slot_bits;
+  w->slot = sb >= bits ? (uint32_t)prefix << (sb - bits)
+                       : (uint32_t)prefix >> (bits - sb);
+  w->homes = sb >= bits ? 1u << (sb - bits) : 1;
   w->left = t->nslots;
-  w->b = b;
+  w->prefix = prefix;
+  w->bits = (uint8_t)bits;
 }
 
 uint32_t pm_idtable_next(const pm_idtable *t, pm_idtable_walk *w) {
-  uint32_t mask = t->nslots - 1;
+  uint32_t mask = t->nslots - 1, shift = 16u - w->bits;
   /* An entry sits in its home slot or after it, with no empty slot in
    * between: an empty slot at the stretch's end or past it ends the walk. */
   while (w->left) {
@@ -182,7 +186,7 @@ uint32_t pm_idtable_next(const pm_idtable *t, pm_idtable_walk *w) {
       __builtin_prefetch(entry_id(t, ahead));
     if (v) {
       const uint8_t *id = entry_id(t, v);
-      if (id[0] == w->b)
+      if (((uint32_t)id[0] << 8 | id[1]) >> shift == w->prefix)
         return (v & POS_MASK) - 1;
     }
   }

@@ -10,7 +10,7 @@
  * byte of its ID, so looking up an unknown ID reads one slot and no entry.
  * IDs are public keys, uniform already: the home slot is the top bits of
  * bytes 0..3 read big-endian, so slots run in about ID order and the
- * entries whose ID begins with a given byte sit in one stretch of slots
+ * entries whose ID begins with given bits sit in one stretch of slots
  * (pm_idtable_prefix).
  *
  * The owner embeds the struct and decides what happens when the table is
@@ -61,17 +61,19 @@ void *pm_idtable_add(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
 /* Removes the entry at position `i`; the last entry takes its place. */
 void pm_idtable_remove(pm_idtable *t, uint32_t i);
 
-/* Walks the entries whose ID begins with the byte `b`, reading only the
- * slots where they can be: pm_idtable_prefix starts, pm_idtable_next
- * returns a position (in no particular order) or PM_IDTABLE_NONE at the
- * end. The table must not change during a walk. */
+/* Walks the entries whose ID begins with the `bits` bits (1..16) of
+ * `prefix`, reading only the slots where they can be: pm_idtable_prefix
+ * starts, pm_idtable_next returns a position (in no particular order) or
+ * PM_IDTABLE_NONE at the end. The table must not change during a walk. */
 typedef struct pm_idtable_walk {
   uint32_t slot;  /* the next slot to read */
   uint32_t homes; /* slots of the stretch not yet read */
   uint32_t left;  /* slots that may still be read */
-  uint8_t b;
+  uint16_t prefix;
+  uint8_t bits;
 } pm_idtable_walk;
-void pm_idtable_prefix(const pm_idtable *t, uint8_t b, pm_idtable_walk *w);
+void pm_idtable_prefix(const pm_idtable *t, uint16_t prefix, unsigned bits,
+                       pm_idtable_walk *w);
 uint32_t pm_idtable_next(const pm_idtable *t, pm_idtable_walk *w);
 
 /* Hints that `id` is looked up soon: pm_idtable_prefetch loads its home

@@ -43,8 +43,10 @@ struct pm_members {
   uint64_t suspect_ms;
   uint32_t floor_ms; /* least refresh interval assumed of any member */
   uint32_t bcount[PM_MEMBERS_BUCKETS]; /* live members per digest bucket */
-  uint64_t bxor[PM_MEMBERS_BUCKETS];   /* XOR of their ID tags */
   uint64_t next_due;                   /* lower bound of the next expiry */
+  /* XOR of the live members' ID tags per sub-bucket; a bucket's tag is
+   * the XOR of its PM_MEMBERS_SUBS. */
+  uint64_t sxor[PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS];
 };
 
 #define REBASE_AT (1u << 31)
@@ -122,12 +124,13 @@ static void toggle_live(pm_members *t, const entry *e, int up) {
     t->live--;
   uint32_t b = pm_members_bucket(e->id);
   t->bcount[b] += up ? 1u : UINT32_MAX; /* -1, modulo 2^32 */
-  t->bxor[b] ^= pm_members_tag(e->id);
+  t->sxor[pm_members_sub(e->id)] ^= pm_members_tag(e->id);
 }
 
 void pm_members_prefetch(const pm_members *t,
                          const uint8_t id[PM_NODE_ID_LEN]) {
   pm_idtable_prefetch(&t->tab, id);
+  __builtin_prefetch(&t->sxor[pm_members_sub(id)]);
 }
 
 void pm_members_prefetch_entry(const pm_members *t,
@@ -325,10 +328,25 @@ uint64_t pm_members_tag(const uint8_t id[PM_NODE_ID_LEN]) {
   return v;
 }
 
+uint32_t pm_members_sub(const uint8_t id[PM_NODE_ID_LEN]) {
+  return (uint32_t)id[0] << 4 | id[1] >> 4; /* PM_MEMBERS_SUBS is 16 */
+}
+
 void pm_members_digest(const pm_members *t, uint32_t count[PM_MEMBERS_BUCKETS],
                        uint64_t tags[PM_MEMBERS_BUCKETS]) {
   memcpy(count, t->bcount, sizeof t->bcount);
-  memcpy(tags, t->bxor, sizeof t->bxor);
+  for (unsigned b = 0; b < PM_MEMBERS_BUCKETS; b++) {
+    uint64_t x = 0;
+    for (unsigned j = 0; j < PM_MEMBERS_SUBS; j++)
+      x ^= t->sxor[b * PM_MEMBERS_SUBS + j];
+    tags[b] = x;
+  }
+}
+
+void pm_members_subtags(const pm_members *t, uint8_t b,
+                        uint64_t tags[PM_MEMBERS_SUBS]) {
+  memcpy(tags, t->sxor + (size_t)b * PM_MEMBERS_SUBS,
+         PM_MEMBERS_SUBS * sizeof *tags);
 }
 
 void pm_members_set_floor(pm_members *t, uint32_t floor_ms) {
@@ -336,7 +354,12 @@ void pm_members_set_floor(pm_members *t, uint32_t floor_ms) {
 }
 
 void pm_members_prefix(const pm_members *t, uint8_t b, pm_members_walk *w) {
-  pm_idtable_prefix(&t->tab, b, w);
+  pm_idtable_prefix(&t->tab, b, 8, w);
+}
+
+void pm_members_sub_prefix(const pm_members *t, uint32_t sub,
+                           pm_members_walk *w) {
+  pm_idtable_prefix(&t->tab, (uint16_t)sub, 12, w);
 }
 
 uint32_t pm_members_next(const pm_members *t, pm_members_walk *w) {

@@ -41,7 +41,17 @@
  * counted (the sender included) and u64 XOR of their tags (bytes 8..15 of
  * the ID, big-endian). The table keeps the 256 finest buckets. */
 #define PM_FRAME_MEMBERS_DIGEST 0x27
+/* MembersSubDigest, the answer to a 256-bucket digest that differs: for
+ * each bucket that differs, in increasing order, u8 bucket and 16 x u64:
+ * the XOR of the tags of its live members whose ID's byte 1 has that high
+ * nibble (its sub-bucket), the sender included. */
+#define PM_FRAME_MEMBERS_SUBDIGEST 0x28
+#define PM_MEMBERS_SUBDIGEST_ENTRY (1 + 16 * 8)
+/* MembersWant: u16 sub-buckets (bucket << 4 | nibble), increasing: "send
+ * me your entries of these". */
+#define PM_FRAME_MEMBERS_WANT 0x29
 #define PM_MEMBERS_BUCKETS 256
+#define PM_MEMBERS_SUBS 16 /* sub-buckets a bucket */
 #define PM_MEMBERS_DIGEST_ENTRY 12
 #define PM_MEMBERS_DIGEST_LEN (PM_MEMBERS_BUCKETS * PM_MEMBERS_DIGEST_ENTRY)
 #define PM_MEMBERS_ENTRY_LEN (PM_NODE_ID_LEN + 8)
@@ -110,6 +120,13 @@ uint32_t pm_members_bucket(const uint8_t id[PM_NODE_ID_LEN]);
 uint64_t pm_members_tag(const uint8_t id[PM_NODE_ID_LEN]);
 void pm_members_digest(const pm_members *t, uint32_t count[PM_MEMBERS_BUCKETS],
                        uint64_t tags[PM_MEMBERS_BUCKETS]);
+/* A bucket, finer: its members' sub-bucket (0..4095) is their ID's first
+ * 12 bits, and pm_members_subtags gives the XOR of the tags in each of
+ * bucket b's 16. The table keeps these up to date, so that two tables can
+ * find which members they differ by reading only those members. */
+uint32_t pm_members_sub(const uint8_t id[PM_NODE_ID_LEN]);
+void pm_members_subtags(const pm_members *t, uint8_t b,
+                        uint64_t tags[PM_MEMBERS_SUBS]);
 /* The least refresh interval expire() assumes of any member. */
 void pm_members_set_floor(pm_members *t, uint32_t floor_ms);
 /* The positions (for pm_members_at) of the members whose ID begins with
@@ -119,6 +136,9 @@ void pm_members_set_floor(pm_members *t, uint32_t floor_ms);
 #define PM_MEMBERS_END PM_IDTABLE_NONE
 typedef pm_idtable_walk pm_members_walk;
 void pm_members_prefix(const pm_members *t, uint8_t b, pm_members_walk *w);
+/* The same for the members of sub-bucket `sub` (pm_members_sub). */
+void pm_members_sub_prefix(const pm_members *t, uint32_t sub,
+                           pm_members_walk *w);
 uint32_t pm_members_next(const pm_members *t, pm_members_walk *w);
 /* The i-th entry (0 <= i < count), in no particular order. */
 void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,

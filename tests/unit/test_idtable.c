@@ -117,20 +117,20 @@ static void test_many_with_collisions(void) {
   pm_idtable_fini(&t);
 }
 
-/* A walk by first byte finds exactly the entries beginning with it, in a
- * small table (fewer slots than first bytes) and in a large one, and after
- * removals. */
-static void walk_matches(const pm_idtable *t, const uint8_t *present,
-                         uint32_t n, uint32_t (*id_of)(uint32_t)) {
+/* A walk by prefix (the first byte, or the first 12 bits) finds exactly
+ * the entries beginning with it, in a small table (fewer slots than
+ * prefixes) and in a large one, and after removals. */
+static void walk_bits(const pm_idtable *t, const uint8_t *present, uint32_t n,
+                      uint32_t (*id_of)(uint32_t), unsigned bits) {
   static uint8_t seen[4096];
-  for (unsigned b = 0; b < 256; b++) {
+  for (uint32_t p = 0; p < 1u << bits; p++) {
     memset(seen, 0, n);
     pm_idtable_walk w;
-    pm_idtable_prefix(t, (uint8_t)b, &w);
+    pm_idtable_prefix(t, (uint16_t)p, bits, &w);
     uint32_t found = 0;
     for (uint32_t pos; (pos = pm_idtable_next(t, &w)) != PM_IDTABLE_NONE;) {
       const item *e = pm_idtable_at(t, pos);
-      CHECK_INT(e->id[0], b);
+      CHECK_INT(((uint32_t)e->id[0] << 8 | e->id[1]) >> (16 - bits), p);
       CHECK(e->value < n && !seen[e->value]);
       if (e->value < n)
         seen[e->value] = 1;
@@ -138,12 +138,18 @@ static void walk_matches(const pm_idtable *t, const uint8_t *present,
     }
     uint32_t want = 0;
     for (uint32_t i = 0; i < n; i++)
-      if (present[i] && (id_of(i) >> 24) == b) {
+      if (present[i] && (id_of(i) >> (32 - bits)) == p) {
         want++;
         CHECK(seen[i]);
       }
     CHECK_INT(found, want);
   }
+}
+
+static void walk_matches(const pm_idtable *t, const uint8_t *present,
+                         uint32_t n, uint32_t (*id_of)(uint32_t)) {
+  walk_bits(t, present, n, id_of, 8);
+  walk_bits(t, present, n, id_of, 12);
 }
 
 static uint32_t spread_id(uint32_t i) {

@@ -79,24 +79,35 @@ static uint64_t last_heard_of(const pm_members *t, uint32_t k) {
 }
 
 /* 1 when the table's digest is exactly that of members keys[0..n): counted
- * in bucket id[0] (of 256), their tags XORed; computed here, not by
+ * in bucket id[0] (of 256), their tags XORed, and XORed again by
+ * sub-bucket (id[0] and the high nibble of id[1]); computed here, not by
  * members.c. */
 static int digest_is(const pm_members *t, const uint32_t *keys, size_t n) {
+  static uint64_t want_subs[PM_MEMBERS_BUCKETS][PM_MEMBERS_SUBS];
   uint32_t want_count[PM_MEMBERS_BUCKETS] = {0};
   uint64_t want_tags[PM_MEMBERS_BUCKETS] = {0};
+  memset(want_subs, 0, sizeof want_subs);
   for (size_t i = 0; i < n; i++) {
     uint8_t id[PM_NODE_ID_LEN];
     id_of(id, keys[i]);
     want_count[id[0]]++;
     want_tags[id[0]] ^= tag_of(keys[i]);
+    want_subs[id[0]][id[1] >> 4] ^= tag_of(keys[i]);
   }
   uint32_t count[PM_MEMBERS_BUCKETS];
   uint64_t tags[PM_MEMBERS_BUCKETS];
   memset(count, 0x55, sizeof count);
   memset(tags, 0x55, sizeof tags);
   pm_members_digest(t, count, tags);
+  int subs_ok = 1;
+  for (unsigned b = 0; b < PM_MEMBERS_BUCKETS; b++) {
+    uint64_t sub[PM_MEMBERS_SUBS];
+    pm_members_subtags(t, (uint8_t)b, sub);
+    subs_ok &= memcmp(sub, want_subs[b], sizeof sub) == 0;
+  }
   return memcmp(count, want_count, sizeof count) == 0 &&
-         memcmp(tags, want_tags, sizeof tags) == 0 && pm_members_live(t) == n;
+         memcmp(tags, want_tags, sizeof tags) == 0 && subs_ok &&
+         pm_members_live(t) == n;
 }
 
 static uint8_t failed_ids[64][PM_NODE_ID_LEN];
@@ -472,6 +483,42 @@ static void test_bucket_and_tag(void) {
   CHECK(pm_members_tag(id) == 0x8002030405060708u);
 }
 
+/* Sub-buckets: the first 12 bits of the ID; a walk of one lists exactly
+ * its members, whatever their state. */
+static void test_sub_buckets(void) {
+  uint8_t id[PM_NODE_ID_LEN];
+  memset(id, 0, sizeof id);
+  id[0] = 0x45;
+  id[1] = 0xa7;
+  CHECK_INT(pm_members_sub(id), 0x45a);
+  pm_members *t = pm_members_new(NULL, 64, SUSPECT);
+  /* Member 1 + 256 * 16 * j: bucket 1, sub-bucket 0x010 + j; and 17
+   * (bucket 17), which shares no sub-bucket with them. */
+  uint32_t keys[5] = {1, 1 + 4096, 1 + 2 * 4096, 1 + 2 * 4096 + 256, 17};
+  for (int i = 0; i < 5; i++)
+    CHECK_INT(alive(t, keys[i], 0, 1000), PM_MEMBERS_JOINED);
+  CHECK(digest_is(t, keys, 5));
+  CHECK_INT(leave(t, keys[1], 0, 2000), PM_MEMBERS_LEFT);
+  CHECK(digest_is(
+      t, (const uint32_t[]){1, 1 + 2 * 4096, 1 + 2 * 4096 + 256, 17}, 4));
+  static const struct {
+    uint32_t sub;
+    int n;
+  } walks[] = {{0x010, 1}, {0x011, 1}, {0x012, 2}, {0x013, 0}, {0x110, 1}};
+  for (size_t w = 0; w < sizeof walks / sizeof walks[0]; w++) {
+    pm_members_walk wk;
+    pm_members_sub_prefix(t, walks[w].sub, &wk);
+    int n = 0;
+    for (uint32_t i; (i = pm_members_next(t, &wk)) != PM_MEMBERS_END; n++) {
+      pm_member_info info;
+      pm_members_at(t, i, &info, NULL);
+      CHECK_INT(pm_members_sub(info.id), walks[w].sub);
+    }
+    CHECK_INT(n, walks[w].n);
+  }
+  pm_members_free(t);
+}
+
 static void test_digest_follows_changes(void) {
   pm_members *t = pm_members_new(NULL, 16, SUSPECT);
   nfailed = 0;
@@ -652,6 +699,7 @@ int main(void) {
       TEST_CASE(test_vouch_cannot_revive_same_incarnation),
       TEST_CASE(test_ask_once_per_failed_incarnation),
       TEST_CASE(test_bucket_and_tag),
+      TEST_CASE(test_sub_buckets),
       TEST_CASE(test_digest_follows_changes),
       TEST_CASE(test_digest_follows_eviction),
       TEST_CASE(test_digest_independent_of_order),
