@@ -105,6 +105,8 @@ typedef struct link {
   int synced;                  /* a Sync from the peer was answered */
   int digest_answered;         /* a MembersDigest from the peer was */
   uint64_t digest_answered_at; /* ... last answered then */
+  int digest_sent;             /* a digest awaits a MembersSubDigest */
+  int subdigest_sent;          /* a MembersSubDigest awaits a MembersWant */
   int sync_sent;               /* this node asked the peer for catch-up */
   unsigned strikes;            /* invalid messages received */
   int has_key; /* the transport authenticated the peer as `key` */
@@ -1212,6 +1214,29 @@ static void send_members(pm_node *n, link *l, const uint8_t *want, unsigned nb,
   want_send(n, l, now);
 }
 
+/* The entries of sub-bucket `sub`: alive members, and this node. */
+static void members_put_sub(pm_node *n, members_writer *w, uint32_t sub) {
+  if (pm_members_sub(n->id) == sub)
+    members_put(w, n->id, n->incarnation, n->refresh_iv);
+  pm_members_walk wk;
+  pm_members_sub_prefix(n->members, sub, &wk);
+  for (uint32_t i; (i = pm_members_next(n->members, &wk)) != PM_MEMBERS_END;) {
+    pm_member_info info;
+    uint32_t iv;
+    pm_members_at(n->members, i, &info, &iv);
+    if (info.state == PM_MEMBER_ALIVE)
+      members_put(w, info.id, info.incarnation, iv);
+  }
+}
+
+/* Bucket b's sub-bucket tags, this node included. */
+static void own_subtags(const pm_node *n, uint8_t b,
+                        uint64_t tags[PM_MEMBERS_SUBS]) {
+  pm_members_subtags(n->members, b, tags);
+  if (pm_members_bucket(n->id) == b)
+    tags[pm_members_sub(n->id) % PM_MEMBERS_SUBS] ^= pm_members_tag(n->id);
+}
+
 /* This node's digest in `nb` buckets (a power of two up to 256): its
  * table's, itself included. */
 static void own_digest(const pm_node *n, unsigned nb, uint32_t *count,
@@ -1254,8 +1279,29 @@ static void send_digest(pm_node *n, link *l, uint64_t now) {
   }
   if (pm_frame_end(&l->out, start) == 0)
     want_send(n, l, now);
+  l->digest_sent = 1;
   l->next_digest = now + DIGEST_INTERVAL_MS - DIGEST_INTERVAL_MS / 4 +
                    rnd(n, DIGEST_INTERVAL_MS / 2 + 1);
+}
+
+/* Answers a 256-bucket digest: the sub-bucket tags of the buckets marked
+ * in `want`. */
+static void send_subdigest(pm_node *n, link *l, const uint8_t *want,
+                           uint64_t now) {
+  size_t start = pm_frame_begin(&l->out, PM_FRAME_MEMBERS_SUBDIGEST);
+  for (unsigned b = 0; b < PM_MEMBERS_BUCKETS; b++) {
+    if (!want[b])
+      continue;
+    uint64_t tags[PM_MEMBERS_SUBS];
+    own_subtags(n, (uint8_t)b, tags);
+    pm_buf_u8(&l->out, (uint8_t)b);
+    for (unsigned j = 0; j < PM_MEMBERS_SUBS; j++)
+      pm_buf_u64(&l->out, tags[j]);
+  }
+  if (pm_frame_end(&l->out, start) == 0) {
+    l->subdigest_sent = 1;
+    want_send(n, l, now);
+  }
 }
 
 static int on_digest(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
@@ -1281,8 +1327,79 @@ static int on_digest(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     want[b] = pm_load_u32(p) != count[b] || pm_load_u64(p + 4) != tags[b];
     any |= want[b];
   }
-  if (any)
+  if (any && nb == PM_MEMBERS_BUCKETS)
+    send_subdigest(n, l, want, now);
+  else if (any)
     send_members(n, l, want, (unsigned)nb, now);
+  return 0;
+}
+
+/* The peer's sub-bucket tags for the buckets that differ: this node sends
+ * its entries of the sub-buckets that differ and asks for the peer's. */
+static int on_subdigest(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  size_t count = f->len / PM_MEMBERS_SUBDIGEST_ENTRY;
+  if (f->len % PM_MEMBERS_SUBDIGEST_ENTRY || count > PM_MEMBERS_BUCKETS)
+    return link_error(n, l, now, PM_ERR_MALFORMED);
+  for (size_t k = 1; k < count; k++)
+    if (f->payload[k * PM_MEMBERS_SUBDIGEST_ENTRY] <=
+        f->payload[(k - 1) * PM_MEMBERS_SUBDIGEST_ENTRY])
+      return link_error(n, l, now, PM_ERR_MALFORMED);
+  if (!l->digest_sent)
+    return 0; /* not an answer to this node's digest */
+  l->digest_sent = 0;
+  members_writer w = {&l->out, 0, 0};
+  uint16_t want[PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS];
+  size_t nwant = 0;
+  for (size_t k = 0; k < count; k++) {
+    const uint8_t *p = f->payload + k * PM_MEMBERS_SUBDIGEST_ENTRY;
+    uint64_t mine[PM_MEMBERS_SUBS];
+    own_subtags(n, p[0], mine);
+    for (unsigned j = 0; j < PM_MEMBERS_SUBS; j++) {
+      if (pm_load_u64(p + 1 + 8 * j) == mine[j])
+        continue;
+      uint32_t sub = (uint32_t)p[0] * PM_MEMBERS_SUBS + j;
+      members_put_sub(n, &w, sub);
+      want[nwant++] = (uint16_t)sub;
+    }
+  }
+  members_close(&w);
+  if (nwant) {
+    size_t start = pm_frame_begin(&l->out, PM_FRAME_MEMBERS_WANT);
+    for (size_t i = 0; i < nwant; i++)
+      pm_buf_u16(&l->out, want[i]);
+    if (pm_frame_end(&l->out, start) != 0)
+      return 0; /* the send reports a failed buffer */
+  }
+  want_send(n, l, now);
+  return 0;
+}
+
+/* The sub-buckets the peer found different: this node's entries of them. */
+static int on_members_want(pm_node *n, link *l, uint64_t now,
+                           const pm_frame *f) {
+  if (l->state != LINK_CONNECTED)
+    return link_error(n, l, now, PM_ERR_UNEXPECTED);
+  size_t count = f->len / 2;
+  if (f->len % 2 || count > PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS)
+    return link_error(n, l, now, PM_ERR_MALFORMED);
+  uint32_t prev = 0;
+  for (size_t k = 0; k < count; k++) {
+    uint32_t sub = (uint32_t)f->payload[2 * k] << 8 | f->payload[2 * k + 1];
+    if (sub >= PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS || (k && sub <= prev))
+      return link_error(n, l, now, PM_ERR_MALFORMED);
+    prev = sub;
+  }
+  if (!l->subdigest_sent)
+    return 0; /* not an answer to this node's sub-digest */
+  l->subdigest_sent = 0;
+  members_writer w = {&l->out, 0, 0};
+  for (size_t k = 0; k < count; k++)
+    members_put_sub(n, &w,
+                    (uint32_t)f->payload[2 * k] << 8 | f->payload[2 * k + 1]);
+  members_close(&w);
+  want_send(n, l, now);
   return 0;
 }
 
@@ -1552,6 +1669,10 @@ static int handle_frame(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return on_members(n, l, now, f);
   case PM_FRAME_MEMBERS_DIGEST:
     return on_digest(n, l, now, f);
+  case PM_FRAME_MEMBERS_SUBDIGEST:
+    return on_subdigest(n, l, now, f);
+  case PM_FRAME_MEMBERS_WANT:
+    return on_members_want(n, l, now, f);
   default:
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   }

@@ -229,6 +229,27 @@ static void check_frames(harness *h, const uint8_t *data, size_t len) {
       FUZZ_CHECK(((f.len / PM_MEMBERS_DIGEST_ENTRY) &
                   (f.len / PM_MEMBERS_DIGEST_ENTRY - 1)) == 0);
       break;
+    case PM_FRAME_MEMBERS_SUBDIGEST: {
+      size_t k = f.len / PM_MEMBERS_SUBDIGEST_ENTRY;
+      FUZZ_CHECK(f.len % PM_MEMBERS_SUBDIGEST_ENTRY == 0);
+      FUZZ_CHECK(k >= 1 && k <= PM_MEMBERS_BUCKETS);
+      for (size_t i = 1; i < k; i++)
+        FUZZ_CHECK(f.payload[i * PM_MEMBERS_SUBDIGEST_ENTRY] >
+                   f.payload[(i - 1) * PM_MEMBERS_SUBDIGEST_ENTRY]);
+      break;
+    }
+    case PM_FRAME_MEMBERS_WANT: {
+      size_t k = f.len / 2;
+      FUZZ_CHECK(f.len % 2 == 0 && k >= 1 &&
+                 k <= PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS);
+      for (size_t i = 0; i < k; i++) {
+        uint32_t sub = (uint32_t)f.payload[2 * i] << 8 | f.payload[2 * i + 1];
+        FUZZ_CHECK(sub < PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS);
+        FUZZ_CHECK(i == 0 || sub > ((uint32_t)f.payload[2 * i - 2] << 8 |
+                                    f.payload[2 * i - 1]));
+      }
+      break;
+    }
     case PM_FRAME_MEMBERS:
       FUZZ_CHECK(f.len >= 2);
       FUZZ_CHECK(((size_t)f.payload[0] << 8 | f.payload[1]) <=

@@ -22,6 +22,7 @@ T_HELLO, T_CONNECT, T_WELCOME, T_REFUSE, T_DISCONNECT, T_PING = (
     0x01, 0x10, 0x11, 0x12, 0x13, 0x14)
 T_FLOOD, T_IHAVE, T_GRAFT, T_TREE, T_SYNC = 0x20, 0x21, 0x22, 0x24, 0x25
 T_MEMBERS, T_MEMBERS_DIGEST = 0x26, 0x27
+T_MEMBERS_SUBDIGEST, T_MEMBERS_WANT = 0x28, 0x29
 T_OLD_PRUNE = 0x23  # Prune, retired with the Tree frame: now an unknown type
 R_REGISTER, R_REGISTERED, R_RESOLVE, R_RESOLVED = 0x40, 0x41, 0x42, 0x43
 R_UNREGISTER, R_UNREGISTERED, R_ERROR = 0x44, 0x45, 0x4f
@@ -142,15 +143,34 @@ def member_tag(nid):
     return struct.unpack(">Q", nid[8:16])[0]
 
 
-def members_digest(live_ids):
+def members_digest(live_ids, nb=32):
     """MembersDigest of these live members: per bucket (first ID byte mod
-    32), u32 count and u64 XOR of tags (ID bytes 8..15, big-endian)."""
-    count, tags = [0] * 32, [0] * 32
+    nb), u32 count and u64 XOR of tags (ID bytes 8..15, big-endian)."""
+    count, tags = [0] * nb, [0] * nb
     for nid in live_ids:
-        count[nid[0] % 32] += 1
-        tags[nid[0] % 32] ^= member_tag(nid)
+        count[nid[0] % nb] += 1
+        tags[nid[0] % nb] ^= member_tag(nid)
     return frame(T_MEMBERS_DIGEST,
                  b"".join(u32(c) + u64(t) for c, t in zip(count, tags)))
+
+
+def members_subdigest(live_ids, buckets):
+    """MembersSubDigest of these live members for these buckets: per
+    bucket, u8 bucket and 16 u64 XORs of tags by sub-bucket (the high
+    nibble of ID byte 1)."""
+    out = b""
+    for b in sorted(buckets):
+        tags = [0] * 16
+        for nid in live_ids:
+            if nid[0] == b:
+                tags[nid[1] >> 4] ^= member_tag(nid)
+        out += bytes([b]) + b"".join(u64(t) for t in tags)
+    return frame(T_MEMBERS_SUBDIGEST, out)
+
+
+def members_want(subs):
+    return frame(T_MEMBERS_WANT, b"".join(struct.pack(">H", x)
+                                          for x in sorted(subs)))
 
 
 def fake_id(n):
@@ -346,6 +366,16 @@ def node_seeds():
         members_digest([NODE_ID, node_id(0x31), node_id(0x32),
                         node_id(0x51)]) + frame(T_PING, b"") * 40 +
         members_digest([NODE_ID, PEER_ID, node_id(0x31), node_id(0x32)]))
+    # A 256-bucket digest is answered by sub-bucket tags; this node's own
+    # digest by the peer's sub-bucket tags, then a MembersWant (each once).
+    live = [PEER_ID, node_id(0x31), node_id(0x32)]
+    subs = [(nid[0] << 4) | (nid[1] >> 4) for nid in live]
+    s["in-members-subdigest"] = node_input(
+        F_SECOND, 0x3f, 80, 0,
+        inbound + members(mem3) + members_digest(live, 256) +
+        members_subdigest(live, {nid[0] for nid in live}) +
+        members_want(subs) + frame(T_PING, b"") * 40 +
+        members_subdigest(live, {0, 255}) + members_want([0, 4095]))
     # Configurations (byte 4).
     s["in-busy"] = node_input(F_SECOND, 0, 0, 0, inbound, C_COUNTS_1_1_1)
     s["out-busy"] = node_input(F_SECOND | F_OUTBOUND, 0, 0, 0,

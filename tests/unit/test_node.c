@@ -2474,6 +2474,136 @@ static void test_members_frame(void) {
   world_free(w);
 }
 
+static void put_u64(uint8_t *p, uint64_t v) {
+  put_u32(p, (uint32_t)(v >> 32));
+  put_u32(p + 4, (uint32_t)v);
+}
+
+/* A frame of `type` around `len` bytes of payload, in `f`. */
+static size_t frame_of(uint8_t *f, uint8_t type, const uint8_t *payload,
+                       size_t len) {
+  f[0] = 1;
+  f[1] = type;
+  put_u32(f + 2, (uint32_t)len);
+  memcpy(f + 6, payload, len);
+  return 6 + len;
+}
+
+/* A 256-bucket digest is answered by the sub-bucket tags of the buckets
+ * that differ; the peer then sends its entries of the sub-buckets that
+ * differ and asks for this node's, which it gets. Each step answers only
+ * the step before it, once. */
+static void test_members_subdigest(void) {
+  world *w = world_new(1000);
+  world_add(w, "lobby", 0x11, 0, 0, 0);
+  size_t r = raw_neighbor(w, 0, 0x77);
+  /* A learns 0x55.., X = 55 10 33.. (sub-bucket 0x551) and 0x66... */
+  uint8_t x[PM_NODE_ID_LEN];
+  memset(x, 0x33, sizeof x);
+  x[0] = 0x55;
+  x[1] = 0x10;
+  uint8_t mp[2 + 3 * PM_MEMBERS_ENTRY_LEN] = {0, 3};
+  for (int k = 0; k < 3; k++) {
+    uint8_t *e = mp + 2 + PM_MEMBERS_ENTRY_LEN * k;
+    if (k == 1)
+      memcpy(e, x, PM_NODE_ID_LEN);
+    else
+      memset(e, k == 0 ? 0x55 : 0x66, PM_NODE_ID_LEN);
+    put_u32(e + 32, 1);
+    put_u32(e + 36, 30000);
+  }
+  uint8_t f[6 + 4096 * 2];
+  size_t flen = frame_of(f, PM_FRAME_MEMBERS, mp, sizeof mp);
+  CHECK_INT(raw_send(w, r, f, flen), 0);
+  CHECK_INT(stats(w, 0).members, 3);
+  run_until(w, w->now + 200);
+  size_t members0 = raw_frames(w, r, PM_FRAME_MEMBERS);
+
+  /* A sent its digest when the link brought it online: the neighbour's
+   * sub-digest answers it. It has 0x55.. but not X (bucket 0x55), and
+   * itself (bucket 0x77). */
+  uint8_t sd[2 * PM_MEMBERS_SUBDIGEST_ENTRY];
+  memset(sd, 0, sizeof sd);
+  sd[0] = 0x55;
+  put_u64(sd + 1 + 8 * 5, 0x5555555555555555u);
+  sd[PM_MEMBERS_SUBDIGEST_ENTRY] = 0x77;
+  put_u64(sd + PM_MEMBERS_SUBDIGEST_ENTRY + 1 + 8 * 7, 0x7777777777777777u);
+  flen = frame_of(f, PM_FRAME_MEMBERS_SUBDIGEST, sd, sizeof sd);
+  CHECK_INT(raw_send(w, r, f, flen), 0);
+  /* A sends X, the one entry of sub-bucket 0x551, and asks for the
+   * neighbour's of 0x551 and 0x777. */
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), members0 + 1);
+  const uint8_t *p = raw_last_payload(w, r, PM_FRAME_MEMBERS);
+  if (p) {
+    CHECK_INT(p[0] << 8 | p[1], 1);
+    CHECK_MEM(p + 2, x, PM_NODE_ID_LEN);
+  }
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS_WANT), 1);
+  static const uint8_t want_x[] = {0x05, 0x51, 0x07, 0x77};
+  CHECK_INT(raw_last_len(w, r, PM_FRAME_MEMBERS_WANT), 4);
+  p = raw_last_payload(w, r, PM_FRAME_MEMBERS_WANT);
+  if (p)
+    CHECK_MEM(p, want_x, sizeof want_x);
+  /* Once: a second sub-digest is no answer to anything. */
+  CHECK_INT(raw_send(w, r, f, flen), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), members0 + 1);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS_WANT), 1);
+
+  /* The neighbour's 256-bucket digest: the same bucket 0x55, no 0x66, and
+   * itself (0x77), not A (0x11). */
+  uint8_t dg[PM_MEMBERS_DIGEST_LEN];
+  memset(dg, 0, sizeof dg);
+  put_u32(dg + 12 * 0x55, 2);
+  put_u64(dg + 12 * 0x55 + 4, 0x5555555555555555u ^ 0x3333333333333333u);
+  put_u32(dg + 12 * 0x77, 1);
+  put_u64(dg + 12 * 0x77 + 4, 0x7777777777777777u);
+  flen = frame_of(f, PM_FRAME_MEMBERS_DIGEST, dg, sizeof dg);
+  CHECK_INT(raw_send(w, r, f, flen), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), members0 + 1);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS_SUBDIGEST), 1);
+  CHECK_INT(raw_last_len(w, r, PM_FRAME_MEMBERS_SUBDIGEST),
+            3 * PM_MEMBERS_SUBDIGEST_ENTRY);
+  p = raw_last_payload(w, r, PM_FRAME_MEMBERS_SUBDIGEST);
+  if (p) {
+    uint8_t want[3 * PM_MEMBERS_SUBDIGEST_ENTRY];
+    memset(want, 0, sizeof want);
+    want[0] = 0x11; /* A itself, sub-bucket 0x111 */
+    put_u64(want + 1 + 8 * 1, 0x1111111111111111u);
+    want[PM_MEMBERS_SUBDIGEST_ENTRY] = 0x66;
+    put_u64(want + PM_MEMBERS_SUBDIGEST_ENTRY + 1 + 8 * 6, 0x6666666666666666u);
+    want[2 * PM_MEMBERS_SUBDIGEST_ENTRY] = 0x77; /* A has none */
+    CHECK_MEM(p, want, sizeof want);
+  }
+  /* The neighbour asks for 0x111 and 0x666: A and 0x66... */
+  static const uint8_t ask[] = {0x01, 0x11, 0x06, 0x66};
+  flen = frame_of(f, PM_FRAME_MEMBERS_WANT, ask, sizeof ask);
+  CHECK_INT(raw_send(w, r, f, flen), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), members0 + 2);
+  p = raw_last_payload(w, r, PM_FRAME_MEMBERS);
+  if (p) {
+    CHECK_INT(p[0] << 8 | p[1], 2);
+    CHECK_MEM(p + 2, w->n[0].id, PM_NODE_ID_LEN);
+    uint8_t id66[PM_NODE_ID_LEN];
+    memset(id66, 0x66, sizeof id66);
+    CHECK_MEM(p + 2 + PM_MEMBERS_ENTRY_LEN, id66, PM_NODE_ID_LEN);
+  }
+  /* ... once. */
+  CHECK_INT(raw_send(w, r, f, flen), 0);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), members0 + 2);
+
+  /* Sub-buckets out of order, or a length that is no whole record, close
+   * the link. */
+  static const uint8_t backwards[] = {0x06, 0x66, 0x01, 0x11};
+  flen = frame_of(f, PM_FRAME_MEMBERS_WANT, backwards, sizeof backwards);
+  CHECK_INT(raw_send(w, r, f, flen), PM_ERR_MALFORMED);
+  CHECK(!w->p[r].open);
+  size_t r2 = raw_neighbor(w, 0, 0x78);
+  flen = frame_of(f, PM_FRAME_MEMBERS_SUBDIGEST, sd, sizeof sd - 1);
+  CHECK_INT(raw_send(w, r2, f, flen), PM_ERR_MALFORMED);
+  CHECK(!w->p[r2].open);
+  world_free(w);
+}
+
 /* One Members entry for `id_byte`, incarnation `inc`, 30 s. */
 static void members_frame(uint8_t f[6 + 2 + 40], uint8_t id_byte,
                           uint32_t inc) {
@@ -2619,47 +2749,45 @@ static void test_presence_floods_checked(void) {
   world_free(w);
 }
 
-TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
-          TEST_CASE(test_three_node_mesh_delivers_once),
-          TEST_CASE(test_hop_limits),
-          TEST_CASE(test_duplicate_floods_counted_not_delivered),
-          TEST_CASE(test_busy_node_refuses_with_referrals),
-          TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
-          TEST_CASE(test_simultaneous_dial_smaller_id_first),
-          TEST_CASE(test_simultaneous_dial_larger_id_first),
-          TEST_CASE(test_simultaneous_dial_late_hello),
-          TEST_CASE(test_second_link_same_direction),
-          TEST_CASE(test_bad_input_closes_only_that_link),
-          TEST_CASE(test_huge_header_byte_by_byte),
-          TEST_CASE(test_invalid_messages_dropped_then_link_closed),
-          TEST_CASE(test_ed25519_signatures),
-          TEST_CASE(test_replays_refused_after_dedup_forgets),
-          TEST_CASE(test_leave), TEST_CASE(test_leave_refers_every_neighbor),
-          TEST_CASE(test_add_peer_after_leave_fails_closed),
-          TEST_CASE(test_idle_link_pinged_then_closed),
-          TEST_CASE(test_talking_link_stays_up),
-          TEST_CASE(test_handshake_timeout),
-          TEST_CASE(test_failed_dial_backoff_unpinned),
-          TEST_CASE(test_failed_dial_backoff_pinned),
-          TEST_CASE(test_deadline_after_timeout_is_in_future),
-          TEST_CASE(test_deadline_in_future_while_dial_pending),
-          TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
-          TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
-          TEST_CASE(test_tables_are_bounded),
-          TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
-          TEST_CASE(test_announced_message_is_grafted),
-          TEST_CASE(test_known_message_announced_is_not_grafted),
-          TEST_CASE(test_graft_is_answered_from_cache),
-          TEST_CASE(test_hello_must_match_authenticated_key),
-          TEST_CASE(test_sync_announces_recent_messages_once),
-          TEST_CASE(test_bad_gossip_frames_close_the_link),
-          TEST_CASE(test_too_many_ids_rejected),
-          TEST_CASE(test_propagation_filter),
-          TEST_CASE(test_slow_neighbour_dropped_never_the_last),
-          TEST_CASE(test_members_join_when_nodes_come_online),
-          TEST_CASE(test_member_leaves),
-          TEST_CASE(test_crashed_member_fails_after_suspicion),
-          TEST_CASE(test_suspected_member_refutes),
-          TEST_CASE(test_reserved_actions_refused),
-          TEST_CASE(test_members_frame), TEST_CASE(test_members_news_passed_on),
-          TEST_CASE(test_presence_floods_checked))
+TEST_MAIN(
+    TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
+    TEST_CASE(test_three_node_mesh_delivers_once), TEST_CASE(test_hop_limits),
+    TEST_CASE(test_duplicate_floods_counted_not_delivered),
+    TEST_CASE(test_busy_node_refuses_with_referrals),
+    TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
+    TEST_CASE(test_simultaneous_dial_smaller_id_first),
+    TEST_CASE(test_simultaneous_dial_larger_id_first),
+    TEST_CASE(test_simultaneous_dial_late_hello),
+    TEST_CASE(test_second_link_same_direction),
+    TEST_CASE(test_bad_input_closes_only_that_link),
+    TEST_CASE(test_huge_header_byte_by_byte),
+    TEST_CASE(test_invalid_messages_dropped_then_link_closed),
+    TEST_CASE(test_ed25519_signatures),
+    TEST_CASE(test_replays_refused_after_dedup_forgets), TEST_CASE(test_leave),
+    TEST_CASE(test_leave_refers_every_neighbor),
+    TEST_CASE(test_add_peer_after_leave_fails_closed),
+    TEST_CASE(test_idle_link_pinged_then_closed),
+    TEST_CASE(test_talking_link_stays_up), TEST_CASE(test_handshake_timeout),
+    TEST_CASE(test_failed_dial_backoff_unpinned),
+    TEST_CASE(test_failed_dial_backoff_pinned),
+    TEST_CASE(test_deadline_after_timeout_is_in_future),
+    TEST_CASE(test_deadline_in_future_while_dial_pending),
+    TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
+    TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
+    TEST_CASE(test_tables_are_bounded),
+    TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
+    TEST_CASE(test_announced_message_is_grafted),
+    TEST_CASE(test_known_message_announced_is_not_grafted),
+    TEST_CASE(test_graft_is_answered_from_cache),
+    TEST_CASE(test_hello_must_match_authenticated_key),
+    TEST_CASE(test_sync_announces_recent_messages_once),
+    TEST_CASE(test_bad_gossip_frames_close_the_link),
+    TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter),
+    TEST_CASE(test_slow_neighbour_dropped_never_the_last),
+    TEST_CASE(test_members_join_when_nodes_come_online),
+    TEST_CASE(test_member_leaves),
+    TEST_CASE(test_crashed_member_fails_after_suspicion),
+    TEST_CASE(test_suspected_member_refutes),
+    TEST_CASE(test_reserved_actions_refused), TEST_CASE(test_members_frame),
+    TEST_CASE(test_members_subdigest), TEST_CASE(test_members_news_passed_on),
+    TEST_CASE(test_presence_floods_checked))
