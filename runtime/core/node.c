@@ -34,8 +34,8 @@
 #define MAX_CANDIDATES 64
 #define CANDIDATE_GIVE_UP 5      /* failures before an unpinned address goes */
 #define CONNECT_TIMEOUT_MS 10000 /* hello + connect must finish within this */
-#define PING_INTERVAL_MS 15000   /* ping a link idle this long */
-#define IDLE_TIMEOUT_MS 45000    /* close a link silent this long */
+#define PING_INTERVAL_MS 5000    /* ping a link idle this long */
+#define IDLE_TIMEOUT_MS 15000    /* close a link silent this long */
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define RESOLVE_FAST_MS 2000  /* below min neighbours */
