@@ -43,9 +43,10 @@ struct pm_members {
   uint64_t suspect_ms;
   uint32_t floor_ms; /* least refresh interval assumed of any member */
   uint32_t bcount[PM_MEMBERS_BUCKETS]; /* live members per digest bucket */
+  uint64_t bxor[PM_MEMBERS_BUCKETS];   /* XOR of their ID tags */
   uint64_t next_due;                   /* lower bound of the next expiry */
-  /* XOR of the live members' ID tags per sub-bucket; a bucket's tag is
-   * the XOR of its PM_MEMBERS_SUBS. */
+  /* The same XOR per sub-bucket, PM_MEMBERS_SUBS a bucket: read only for
+   * buckets that differ, while bxor stays a few cache lines. */
   uint64_t sxor[PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS];
 };
 
@@ -124,7 +125,9 @@ static void toggle_live(pm_members *t, const entry *e, int up) {
     t->live--;
   uint32_t b = pm_members_bucket(e->id);
   t->bcount[b] += up ? 1u : UINT32_MAX; /* -1, modulo 2^32 */
-  t->sxor[pm_members_sub(e->id)] ^= pm_members_tag(e->id);
+  uint64_t tag = pm_members_tag(e->id);
+  t->bxor[b] ^= tag;
+  t->sxor[pm_members_sub(e->id)] ^= tag;
 }
 
 void pm_members_prefetch(const pm_members *t,
@@ -335,12 +338,7 @@ uint32_t pm_members_sub(const uint8_t id[PM_NODE_ID_LEN]) {
 void pm_members_digest(const pm_members *t, uint32_t count[PM_MEMBERS_BUCKETS],
                        uint64_t tags[PM_MEMBERS_BUCKETS]) {
   memcpy(count, t->bcount, sizeof t->bcount);
-  for (unsigned b = 0; b < PM_MEMBERS_BUCKETS; b++) {
-    uint64_t x = 0;
-    for (unsigned j = 0; j < PM_MEMBERS_SUBS; j++)
-      x ^= t->sxor[b * PM_MEMBERS_SUBS + j];
-    tags[b] = x;
-  }
+  memcpy(tags, t->bxor, sizeof t->bxor);
 }
 
 void pm_members_subtags(const pm_members *t, uint8_t b,
