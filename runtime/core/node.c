@@ -52,6 +52,7 @@
 #define UTILITY_GAIN 128
 #define UTILITY_ACCURATE 32 /* samples before a link may be pruned */
 #define PRUNE_INTERVAL_MS 5000
+#define PRUNE_SILENT_MS 7000   /* two beacons missed: a link brings nothing */
 #define BEACON_MS 3000         /* the tree root starts an epoch this often */
 #define ROOT_TIMEOUT_MS 10000  /* no new epoch this long: the root is gone */
 #define PUSH_ALL_HOPS 1        /* the author pushes on every link, ... */
@@ -1741,12 +1742,19 @@ static void prune(pm_node *n, uint64_t now) {
    * with no settled link yet the deadline must still move forward. */
   n->next_prune = now + PRUNE_INTERVAL_MS;
   link *worst = NULL;
+  uint32_t worst_u = 0;
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
-    if (l->state == LINK_CONNECTED && l->samples >= UTILITY_ACCURATE &&
-        !pm_tree_is_tree_link(&n->tree, &l->tp) &&
-        (!worst || l->utility < worst->utility))
+    /* A link silent for a few beacons brings nothing, whatever it scored
+     * before: its score only moves when something arrives. */
+    int silent = now - l->last_recv >= PRUNE_SILENT_MS;
+    uint32_t u = silent ? 0 : l->utility;
+    if (l->state == LINK_CONNECTED &&
+        (silent || l->samples >= UTILITY_ACCURATE) &&
+        !pm_tree_is_tree_link(&n->tree, &l->tp) && (!worst || u < worst_u)) {
       worst = l;
+      worst_u = u;
+    }
   }
   if (!worst)
     return;

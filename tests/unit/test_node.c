@@ -1587,6 +1587,53 @@ static void test_idle_link_pinged_then_closed(void) {
   world_free(w);
 }
 
+/* Above ideal, the least useful settled link goes; a link that has been
+ * silent for a few beacons brings nothing, whatever it scored while it
+ * spoke (a partition that holds packets leaves such links up until the
+ * idle timeout, and the node must not prune its live ones meanwhile). */
+static void test_prune_prefers_silent_links(void) {
+  world *w = world_new(1000);
+  world_add(w, "lobby", 0x11, 1, 2, 8);
+  pm_node *node = w->n[0].node;
+  size_t r1 = raw_neighbor(w, 0, 0x77);
+  size_t r2 = raw_neighbor(w, 0, 0x78);
+  /* r1 brings 40 new messages: settled, high score. */
+  pm_buf b;
+  pm_buf_init(&b, NULL);
+  for (int k = 0; k < 40; k++) {
+    pm_buf_reset(&b);
+    make_flood(&b, 0x77, (uint64_t)k + 1, "Chat", "hi", 0);
+    CHECK_INT(raw_send_buf(w, r1, &b), 0);
+  }
+  /* r2 announces 40 messages A has already: settled, low score. */
+  uint8_t ids[40 * PM_MSG_ID_LEN];
+  for (int k = 0; k < 40; k++) {
+    pm_send s = {"Chat", (const uint8_t *)"yo", 2, 0, 0, 0};
+    CHECK_INT(pm_node_send(node, w->now, &s, ids + k * PM_MSG_ID_LEN), 0);
+  }
+  pump(w);
+  pm_buf_reset(&b);
+  CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_IHAVE, ids, 40), 0);
+  CHECK_INT(raw_send_buf(w, r2, &b), 0);
+  /* r1 falls silent; r2 keeps pinging. 8 s on, a third neighbour puts A
+   * above ideal: r1 goes, not r2. */
+  w->p[r1].keepalive = 0;
+  run_until(w, w->now + 8000);
+  CHECK(w->p[r1].open && w->p[r2].open);
+  size_t r3 = raw_neighbor(w, 0, 0x79);
+  run_until(w, w->now + 1000);
+  CHECK(!w->p[r1].open);
+  CHECK_INT(raw_frames(w, r1, PM_FRAME_DISCONNECT), 1);
+  CHECK(w->p[r2].open);
+  CHECK(w->p[r3].open);
+  const rec_event *down = first_ev(w, 0, PM_EV_NEIGHBOR_DOWN);
+  CHECK(down != NULL);
+  if (down)
+    CHECK_INT(down->reason, PM_CLOSE_NOT_USEFUL);
+  pm_buf_free(&b);
+  world_free(w);
+}
+
 static void test_talking_link_stays_up(void) {
   world *w = world_new(1000);
   world_add(w, "lobby", 0x11, 0, 0, 0);
@@ -2772,45 +2819,49 @@ static void test_presence_floods_checked(void) {
   world_free(w);
 }
 
-TEST_MAIN(
-    TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
-    TEST_CASE(test_three_node_mesh_delivers_once), TEST_CASE(test_hop_limits),
-    TEST_CASE(test_duplicate_floods_counted_not_delivered),
-    TEST_CASE(test_busy_node_refuses_with_referrals),
-    TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
-    TEST_CASE(test_simultaneous_dial_smaller_id_first),
-    TEST_CASE(test_simultaneous_dial_larger_id_first),
-    TEST_CASE(test_simultaneous_dial_late_hello),
-    TEST_CASE(test_second_link_same_direction),
-    TEST_CASE(test_bad_input_closes_only_that_link),
-    TEST_CASE(test_huge_header_byte_by_byte),
-    TEST_CASE(test_invalid_messages_dropped_then_link_closed),
-    TEST_CASE(test_ed25519_signatures),
-    TEST_CASE(test_replays_refused_after_dedup_forgets), TEST_CASE(test_leave),
-    TEST_CASE(test_leave_refers_every_neighbor),
-    TEST_CASE(test_add_peer_after_leave_fails_closed),
-    TEST_CASE(test_idle_link_pinged_then_closed),
-    TEST_CASE(test_talking_link_stays_up), TEST_CASE(test_handshake_timeout),
-    TEST_CASE(test_failed_dial_backoff_unpinned),
-    TEST_CASE(test_failed_dial_backoff_pinned),
-    TEST_CASE(test_deadline_after_timeout_is_in_future),
-    TEST_CASE(test_deadline_in_future_while_dial_pending),
-    TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
-    TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
-    TEST_CASE(test_tables_are_bounded),
-    TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
-    TEST_CASE(test_announced_message_is_grafted),
-    TEST_CASE(test_known_message_announced_is_not_grafted),
-    TEST_CASE(test_graft_is_answered_from_cache),
-    TEST_CASE(test_hello_must_match_authenticated_key),
-    TEST_CASE(test_sync_announces_recent_messages_once),
-    TEST_CASE(test_bad_gossip_frames_close_the_link),
-    TEST_CASE(test_too_many_ids_rejected), TEST_CASE(test_propagation_filter),
-    TEST_CASE(test_slow_neighbour_dropped_never_the_last),
-    TEST_CASE(test_members_join_when_nodes_come_online),
-    TEST_CASE(test_member_leaves),
-    TEST_CASE(test_crashed_member_fails_after_suspicion),
-    TEST_CASE(test_suspected_member_refutes),
-    TEST_CASE(test_reserved_actions_refused), TEST_CASE(test_members_frame),
-    TEST_CASE(test_members_subdigest), TEST_CASE(test_members_news_passed_on),
-    TEST_CASE(test_presence_floods_checked))
+TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
+          TEST_CASE(test_three_node_mesh_delivers_once),
+          TEST_CASE(test_hop_limits),
+          TEST_CASE(test_duplicate_floods_counted_not_delivered),
+          TEST_CASE(test_busy_node_refuses_with_referrals),
+          TEST_CASE(test_wrong_mesh), TEST_CASE(test_dial_self),
+          TEST_CASE(test_simultaneous_dial_smaller_id_first),
+          TEST_CASE(test_simultaneous_dial_larger_id_first),
+          TEST_CASE(test_simultaneous_dial_late_hello),
+          TEST_CASE(test_second_link_same_direction),
+          TEST_CASE(test_bad_input_closes_only_that_link),
+          TEST_CASE(test_huge_header_byte_by_byte),
+          TEST_CASE(test_invalid_messages_dropped_then_link_closed),
+          TEST_CASE(test_ed25519_signatures),
+          TEST_CASE(test_replays_refused_after_dedup_forgets),
+          TEST_CASE(test_leave), TEST_CASE(test_leave_refers_every_neighbor),
+          TEST_CASE(test_add_peer_after_leave_fails_closed),
+          TEST_CASE(test_idle_link_pinged_then_closed),
+          TEST_CASE(test_talking_link_stays_up),
+          TEST_CASE(test_prune_prefers_silent_links),
+          TEST_CASE(test_handshake_timeout),
+          TEST_CASE(test_failed_dial_backoff_unpinned),
+          TEST_CASE(test_failed_dial_backoff_pinned),
+          TEST_CASE(test_deadline_after_timeout_is_in_future),
+          TEST_CASE(test_deadline_in_future_while_dial_pending),
+          TEST_CASE(test_empty_read_is_harmless), TEST_CASE(test_large_bodies),
+          TEST_CASE(test_max_neighbors_holds_when_welcomes_race),
+          TEST_CASE(test_tables_are_bounded),
+          TEST_CASE(test_fresh_node_resolves_and_sends_nothing),
+          TEST_CASE(test_announced_message_is_grafted),
+          TEST_CASE(test_known_message_announced_is_not_grafted),
+          TEST_CASE(test_graft_is_answered_from_cache),
+          TEST_CASE(test_hello_must_match_authenticated_key),
+          TEST_CASE(test_sync_announces_recent_messages_once),
+          TEST_CASE(test_bad_gossip_frames_close_the_link),
+          TEST_CASE(test_too_many_ids_rejected),
+          TEST_CASE(test_propagation_filter),
+          TEST_CASE(test_slow_neighbour_dropped_never_the_last),
+          TEST_CASE(test_members_join_when_nodes_come_online),
+          TEST_CASE(test_member_leaves),
+          TEST_CASE(test_crashed_member_fails_after_suspicion),
+          TEST_CASE(test_suspected_member_refutes),
+          TEST_CASE(test_reserved_actions_refused),
+          TEST_CASE(test_members_frame), TEST_CASE(test_members_subdigest),
+          TEST_CASE(test_members_news_passed_on),
+          TEST_CASE(test_presence_floods_checked))
