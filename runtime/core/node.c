@@ -51,7 +51,8 @@
 #define UTILITY_MAX 4096      /* link usefulness, PeerChannel's scale */
 #define UTILITY_GAIN 128
 #define UTILITY_ACCURATE 32 /* samples before a link may be pruned */
-#define PRUNE_INTERVAL_MS 5000
+#define PRUNE_INTERVAL_MS 1000
+#define PRUNE_QUIET_MS 4000    /* a beacon missed: wait before pruning */
 #define PRUNE_SILENT_MS 7000   /* two beacons missed: a link brings nothing */
 #define BEACON_MS 3000         /* the tree root starts an epoch this often */
 #define ROOT_TIMEOUT_MS 10000  /* no new epoch this long: the root is gone */
@@ -1749,6 +1750,12 @@ static void prune(pm_node *n, uint64_t now) {
     /* A link silent for a few beacons brings nothing, whatever it scored
      * before: its score only moves when something arrives. */
     int silent = now - l->last_recv >= PRUNE_SILENT_MS;
+    /* One falling silent (a partition, a crash without a reset) makes
+     * the others' scores meaningless until it is settled one way or the
+     * other: prune nothing meanwhile. */
+    if (l->state == LINK_CONNECTED && !silent &&
+        now - l->last_recv >= PRUNE_QUIET_MS)
+      return;
     uint32_t u = silent ? 0 : l->utility;
     if (l->state == LINK_CONNECTED &&
         (silent || l->samples >= UTILITY_ACCURATE) &&

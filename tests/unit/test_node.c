@@ -23,8 +23,8 @@
 #define MAX_DIALS 512
 #define MAX_FRAMES 8192
 #define RAW (-1)
-#define STEP_MS 1000 /* longest virtual-time jump without a deadline */
-#define KEEPALIVE_MS 5000
+#define STEP_MS 1000      /* longest virtual-time jump without a deadline */
+#define KEEPALIVE_MS 3000 /* as often as the root's beacon */
 
 typedef struct rec_event {
   int kind;
@@ -76,7 +76,7 @@ typedef struct pair {
   pm_buf raw_in; /* what the node sent to a raw peer */
   pm_buf held;   /* bytes from the listener held back (see world.hold_*) */
   /* A raw neighbour (raw_neighbor) pings every KEEPALIVE_MS, as a live
-   * peer's traffic would, unless the test wants it silent. */
+   * peer's Tree frames would arrive, unless the test wants it silent. */
   int keepalive;
   uint64_t last_ping;
 } pair;
@@ -1588,9 +1588,10 @@ static void test_idle_link_pinged_then_closed(void) {
 }
 
 /* Above ideal, the least useful settled link goes; a link that has been
- * silent for a few beacons brings nothing, whatever it scored while it
- * spoke (a partition that holds packets leaves such links up until the
- * idle timeout, and the node must not prune its live ones meanwhile). */
+ * silent for two beacons brings nothing, whatever it scored while it
+ * spoke, and while one has missed a beacon nothing goes (a partition that
+ * holds packets leaves such links up until the idle timeout, and the node
+ * must not prune its live ones meanwhile). */
 static void test_prune_prefers_silent_links(void) {
   world *w = world_new(1000);
   world_add(w, "lobby", 0x11, 1, 2, 8);
@@ -1615,13 +1616,18 @@ static void test_prune_prefers_silent_links(void) {
   pm_buf_reset(&b);
   CHECK_INT(pm_msg_write_ids(&b, PM_FRAME_IHAVE, ids, 40), 0);
   CHECK_INT(raw_send_buf(w, r2, &b), 0);
-  /* r1 falls silent; r2 keeps pinging. 8 s on, a third neighbour puts A
-   * above ideal: r1 goes, not r2. */
+  /* r1 falls silent; r2 keeps pinging. 4.5 s on, a third neighbour puts A
+   * above ideal. While r1 has missed a beacon but not two, nothing goes
+   * (its score says nothing any more, and r2's is the lowest); then r1
+   * goes, not r2. */
   w->p[r1].keepalive = 0;
-  run_until(w, w->now + 8000);
-  CHECK(w->p[r1].open && w->p[r2].open);
+  uint64_t quiet = w->now;
+  run_until(w, quiet + 4500);
   size_t r3 = raw_neighbor(w, 0, 0x79);
-  run_until(w, w->now + 1000);
+  run_until(w, quiet + 6900);
+  CHECK(w->p[r1].open && w->p[r2].open && w->p[r3].open);
+  CHECK_INT(count_ev(w, 0, PM_EV_NEIGHBOR_DOWN), 0);
+  run_until(w, quiet + 8000);
   CHECK(!w->p[r1].open);
   CHECK_INT(raw_frames(w, r1, PM_FRAME_DISCONNECT), 1);
   CHECK(w->p[r2].open);
