@@ -47,7 +47,7 @@ struct pm_members {
   uint64_t next_due;                   /* lower bound of the next expiry */
   /* The same XOR per sub-bucket, PM_MEMBERS_SUBS a bucket: read only for
    * buckets that differ, while bxor stays a few cache lines. */
-  uint64_t sxor[PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS];
+  uint64_t sxor[PM_MEMBERS_SUBBUCKETS];
 };
 
 #define REBASE_AT (1u << 31)

@@ -46,12 +46,13 @@
  * the XOR of the tags of its live members whose ID's byte 1 has that high
  * nibble (its sub-bucket), the sender included. */
 #define PM_FRAME_MEMBERS_SUBDIGEST 0x28
-#define PM_MEMBERS_SUBDIGEST_ENTRY (1 + 16 * 8)
+#define PM_MEMBERS_SUBDIGEST_ENTRY (1 + PM_MEMBERS_SUBS * 8)
 /* MembersWant: u16 sub-buckets (bucket << 4 | nibble), increasing: "send
  * me your entries of these". */
 #define PM_FRAME_MEMBERS_WANT 0x29
 #define PM_MEMBERS_BUCKETS 256
 #define PM_MEMBERS_SUBS 16 /* sub-buckets a bucket */
+#define PM_MEMBERS_SUBBUCKETS (PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS)
 #define PM_MEMBERS_DIGEST_ENTRY 12
 #define PM_MEMBERS_DIGEST_LEN (PM_MEMBERS_BUCKETS * PM_MEMBERS_DIGEST_ENTRY)
 #define PM_MEMBERS_ENTRY_LEN (PM_NODE_ID_LEN + 8)

@@ -1351,7 +1351,7 @@ static int on_subdigest(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     return 0; /* not an answer to this node's digest */
   l->digest_sent = 0;
   members_writer w = {&l->out, 0, 0};
-  uint16_t want[PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS];
+  uint16_t want[PM_MEMBERS_SUBBUCKETS];
   size_t nwant = 0;
   for (size_t k = 0; k < count; k++) {
     const uint8_t *p = f->payload + k * PM_MEMBERS_SUBDIGEST_ENTRY;
@@ -1385,12 +1385,12 @@ static int on_members_want(pm_node *n, link *l, uint64_t now,
   if (l->state != LINK_CONNECTED)
     return link_error(n, l, now, PM_ERR_UNEXPECTED);
   size_t count = f->len / 2;
-  if (f->len % 2 || count > PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS)
+  if (f->len % 2 || count > PM_MEMBERS_SUBBUCKETS)
     return link_error(n, l, now, PM_ERR_MALFORMED);
   uint32_t prev = 0;
   for (size_t k = 0; k < count; k++) {
     uint32_t sub = (uint32_t)f->payload[2 * k] << 8 | f->payload[2 * k + 1];
-    if (sub >= PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS || (k && sub <= prev))
+    if (sub >= PM_MEMBERS_SUBBUCKETS || (k && sub <= prev))
       return link_error(n, l, now, PM_ERR_MALFORMED);
     prev = sub;
   }

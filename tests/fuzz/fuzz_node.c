@@ -240,11 +240,10 @@ static void check_frames(harness *h, const uint8_t *data, size_t len) {
     }
     case PM_FRAME_MEMBERS_WANT: {
       size_t k = f.len / 2;
-      FUZZ_CHECK(f.len % 2 == 0 && k >= 1 &&
-                 k <= PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS);
+      FUZZ_CHECK(f.len % 2 == 0 && k >= 1 && k <= PM_MEMBERS_SUBBUCKETS);
       for (size_t i = 0; i < k; i++) {
         uint32_t sub = (uint32_t)f.payload[2 * i] << 8 | f.payload[2 * i + 1];
-        FUZZ_CHECK(sub < PM_MEMBERS_BUCKETS * PM_MEMBERS_SUBS);
+        FUZZ_CHECK(sub < PM_MEMBERS_SUBBUCKETS);
         FUZZ_CHECK(i == 0 || sub > ((uint32_t)f.payload[2 * i - 2] << 8 |
                                     f.payload[2 * i - 1]));
       }
