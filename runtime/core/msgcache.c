@@ -6,7 +6,8 @@ typedef struct entry {
   uint8_t id[PM_MSG_ID_LEN];
   uint64_t at;
   uint8_t *frame;
-  size_t len;
+  uint32_t len;
+  uint32_t background;
 } entry;
 
 struct pm_msgcache {
@@ -75,10 +76,11 @@ static int grow(pm_msgcache *c) {
 }
 
 int pm_msgcache_put(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
-                    const uint8_t *frame, size_t len, uint64_t now) {
+                    const uint8_t *frame, size_t len, int background,
+                    uint64_t now) {
   /* No sweep by age here (one more cache miss per message): the byte
    * budget bounds the cache, and the node sweeps on its timer. */
-  if (len > c->max_bytes)
+  if (len > c->max_bytes || len > UINT32_MAX)
     return 0;
   while (c->count && c->bytes + len > c->max_bytes)
     drop_oldest(c);
@@ -92,7 +94,8 @@ int pm_msgcache_put(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
   memcpy(e->id, id, PM_MSG_ID_LEN);
   e->at = now;
   e->frame = copy;
-  e->len = len;
+  e->len = (uint32_t)len;
+  e->background = background != 0;
   c->count++;
   c->bytes += len;
   return 0;
@@ -116,12 +119,14 @@ const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
 size_t pm_msgcache_recent(const pm_msgcache *c, uint64_t since, uint8_t *ids,
                           size_t max) {
   size_t n = 0;
-  for (size_t i = c->count; i-- > 0 && n < max;) {
-    const entry *e = &c->ring[(c->head + i) % c->cap];
-    if (e->at < since)
-      break;
-    memcpy(ids + n++ * PM_MSG_ID_LEN, e->id, PM_MSG_ID_LEN);
-  }
+  for (uint32_t background = 0; background < 2; background++)
+    for (size_t i = c->count; i-- > 0 && n < max;) {
+      const entry *e = &c->ring[(c->head + i) % c->cap];
+      if (e->at < since)
+        break;
+      if (e->background == background)
+        memcpy(ids + n++ * PM_MSG_ID_LEN, e->id, PM_MSG_ID_LEN);
+    }
   return n;
 }
 

@@ -20,16 +20,21 @@ pm_msgcache *pm_msgcache_new(const pm_allocator *alloc, size_t max_bytes,
                              uint64_t ttl_ms);
 void pm_msgcache_free(pm_msgcache *c);
 
-/* Stores a copy of `frame` under `id`. Returns 0 or PM_ERR_NOMEM; a frame
- * larger than the whole budget is not stored (and 0 is returned). Callers
- * may ignore failure: it only means a later lookup finds nothing. */
+/* Stores a copy of `frame` under `id`; a `background` one (the mesh's own
+ * bookkeeping) gives way to the others in pm_msgcache_recent. Returns 0 or
+ * PM_ERR_NOMEM; a frame larger than the whole budget is not stored (and 0
+ * is returned). Callers may ignore failure: it only means a later lookup
+ * finds nothing. */
 int pm_msgcache_put(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
-                    const uint8_t *frame, size_t len, uint64_t now);
+                    const uint8_t *frame, size_t len, int background,
+                    uint64_t now);
 /* The stored frame for `id`, or NULL. Valid until the next put or expire. */
 const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
                                size_t *len, uint64_t now);
-/* Copies into `ids` the IDs of up to `max` of the newest entries stored at
- * or after `since`, newest first; returns how many. */
+/* Copies into `ids` the IDs of up to `max` of the entries stored at or
+ * after `since`: the newest of those not in the background first, newest
+ * first, then, with the room left, the newest background ones. Returns how
+ * many. */
 size_t pm_msgcache_recent(const pm_msgcache *c, uint64_t since, uint8_t *ids,
                           size_t max);
 void pm_msgcache_expire(pm_msgcache *c, uint64_t now);

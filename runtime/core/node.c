@@ -852,13 +852,16 @@ static void announce(pm_node *n, link *l, const uint8_t *ids, size_t count,
 /* Sends `m` on: pushed on tree links, announced on the others. `f`, when
  * the message came in a frame, is that frame: it is copied with the new
  * hop count rather than encoded again. */
+static int is_presence(const pm_msg_flood *m);
+
 static void forward(pm_node *n, uint64_t now, const link *from,
                     const pm_msg_flood *m, const pm_frame *f) {
   pm_buf_reset(&n->fwd);
   if ((f ? pm_msg_relay_flood(&n->fwd, f, m->hops)
          : pm_msg_write_flood(&n->fwd, m)) != 0)
     return;
-  pm_msgcache_put(n->cache, m->id, n->fwd.data, n->fwd.len, now);
+  pm_msgcache_put(n->cache, m->id, n->fwd.data, n->fwd.len, is_presence(m),
+                  now);
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
     if (l == from || l->state != LINK_CONNECTED)

@@ -11,7 +11,7 @@ static void test_put_and_get(void) {
   pm_msgcache *c = pm_msgcache_new(NULL, 1000, 60000);
   uint8_t id[PM_MSG_ID_LEN];
   make_id(id, 1);
-  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"frame one", 9, 1), 0);
+  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"frame one", 9, 0, 1), 0);
   size_t len = 0;
   const uint8_t *f = pm_msgcache_get(c, id, &len, 2);
   CHECK(f != NULL);
@@ -27,7 +27,7 @@ static void test_ttl(void) {
   pm_msgcache *c = pm_msgcache_new(NULL, 1000, 100);
   uint8_t id[PM_MSG_ID_LEN];
   make_id(id, 1);
-  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"x", 1, 1000), 0);
+  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"x", 1, 0, 1000), 0);
   size_t len;
   CHECK(pm_msgcache_get(c, id, &len, 1099) != NULL);
   CHECK(pm_msgcache_get(c, id, &len, 1100) == NULL);
@@ -42,7 +42,7 @@ static void test_byte_budget_evicts_oldest(void) {
   memset(frame, 'f', sizeof frame);
   for (uint8_t i = 1; i <= 10; i++) {
     make_id(id, i);
-    CHECK_INT(pm_msgcache_put(c, id, frame, sizeof frame, i), 0);
+    CHECK_INT(pm_msgcache_put(c, id, frame, sizeof frame, 0, i), 0);
     CHECK(pm_msgcache_bytes(c) <= 100);
   }
   CHECK_INT(pm_msgcache_count(c), 2); /* 2 x 40 fit in 100 */
@@ -56,7 +56,7 @@ static void test_byte_budget_evicts_oldest(void) {
   /* A frame bigger than the whole budget is simply not kept. */
   uint8_t big[101] = {0};
   make_id(id, 11);
-  CHECK_INT(pm_msgcache_put(c, id, big, sizeof big, 12), 0);
+  CHECK_INT(pm_msgcache_put(c, id, big, sizeof big, 0, 12), 0);
   CHECK(pm_msgcache_get(c, id, &len, 12) == NULL);
   CHECK_INT(pm_msgcache_count(c), 2);
   pm_msgcache_free(c);
@@ -68,7 +68,7 @@ static void test_many_entries_grow_and_free(void) {
   for (uint32_t i = 0; i < 5000; i++) {
     memset(id, 0, sizeof id);
     memcpy(id, &i, sizeof i);
-    CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"abcdefgh", 8, i), 0);
+    CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"abcdefgh", 8, 0, i), 0);
   }
   CHECK_INT(pm_msgcache_count(c), 5000);
   uint32_t probe = 1234;
@@ -94,7 +94,7 @@ static void test_budget_and_age_keep_frames_intact(void) {
     memset(frame, (int)(i & 0xff), sizes[i]);
     memset(id, 0, sizeof id);
     memcpy(id, &i, sizeof i);
-    CHECK_INT(pm_msgcache_put(c, id, frame, sizes[i], 1000 + i), 0);
+    CHECK_INT(pm_msgcache_put(c, id, frame, sizes[i], 0, 1000 + i), 0);
     CHECK(pm_msgcache_bytes(c) <= BUDGET);
   }
   /* The newest ones are all there, byte for byte; the first are gone. */
@@ -123,13 +123,40 @@ static void test_budget_and_age_keep_frames_intact(void) {
   CHECK_INT(pm_msgcache_count(c), 0);
   CHECK_INT(pm_msgcache_bytes(c), 0);
   make_id(id, 9);
-  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"again", 5, 200000), 0);
+  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"again", 5, 0, 200000), 0);
   const uint8_t *f = pm_msgcache_get(c, id, &len, 200001);
   CHECK(f != NULL && len == 5 && memcmp(f, "again", 5) == 0);
   pm_msgcache_free(c);
 }
 
-TEST_MAIN(TEST_CASE(test_put_and_get),
+/* What a neighbour coming online is told of: the messages since a time,
+ * newest first, the background ones (presence) after all the others, so
+ * that a burst of them cannot crowd the others out of the `max`. */
+static void test_recent_background_last(void) {
+  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 16, 60000);
+  uint8_t id[PM_MSG_ID_LEN];
+  for (uint8_t i = 1; i <= 6; i++) {
+    make_id(id, i);
+    CHECK_INT(pm_msgcache_put(c, id, &i, 1, i % 2 == 0, i * 10u), 0);
+  }
+  uint8_t ids[10 * PM_MSG_ID_LEN];
+  static const uint8_t all[] = {5, 3, 6, 4, 2};
+  size_t n = pm_msgcache_recent(c, 20, ids, 10);
+  CHECK_INT(n, 5);
+  for (size_t k = 0; k < n && k < 5; k++)
+    CHECK_INT(ids[k * PM_MSG_ID_LEN], all[k]);
+  CHECK_INT(pm_msgcache_recent(c, 20, ids, 3), 3);
+  CHECK_INT(ids[2 * PM_MSG_ID_LEN], 6);
+  static const uint8_t late[] = {5, 6, 4};
+  n = pm_msgcache_recent(c, 35, ids, 10);
+  CHECK_INT(n, 3);
+  for (size_t k = 0; k < n && k < 3; k++)
+    CHECK_INT(ids[k * PM_MSG_ID_LEN], late[k]);
+  CHECK_INT(pm_msgcache_recent(c, 61, ids, 10), 0);
+  pm_msgcache_free(c);
+}
+
+TEST_MAIN(TEST_CASE(test_put_and_get), TEST_CASE(test_recent_background_last),
           TEST_CASE(test_budget_and_age_keep_frames_intact),
           TEST_CASE(test_ttl), TEST_CASE(test_byte_budget_evicts_oldest),
           TEST_CASE(test_many_entries_grow_and_free))
