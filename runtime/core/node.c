@@ -61,7 +61,7 @@
 #define PUSH_BIG_MESH 500      /* members: a big mesh */
 #define MAX_LINKS (2 * 64 + 8) /* links a node keeps, counting half-open */
 #define BUF_KEEP_BYTES 2048    /* an idle link buffer keeps at most this */
-#define IHAVE_DELAY_MS 100 /* announcements wait this long to share frames */
+#define IHAVE_DELAY_MS 200 /* announcements wait this long to share frames */
 #define DIGEST_INTERVAL_MS 30000    /* member digests on a link, +-25 % */
 #define DIGEST_FIRST_MS 5000        /* a new link's first digest: 5..15 s in */
 #define DIGEST_ANSWER_GAP_MS 5000   /* least time between two answers */

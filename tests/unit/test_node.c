@@ -1009,7 +1009,7 @@ static void test_duplicate_floods_counted_not_delivered(void) {
   CHECK_INT(count_msgs(w, 0, "Relayed"), 1);
   CHECK_INT(stats(w, 0).duplicates, 4);
   CHECK_INT(send_msg(w, 1, "FromB", "b", 0, 0, NULL), 0);
-  run_until(w, w->now + 100); /* announcements wait 100 ms */
+  run_until(w, w->now + 200); /* announcements wait 200 ms */
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
 
   /* A's own message coming back is a duplicate too. */
@@ -2015,8 +2015,8 @@ static void test_graft_is_answered_from_cache(void) {
   CHECK_INT(send_msg(w, 1, "Chat", "from B", 0, 0, id), 0);
   CHECK_INT(count_msgs(w, 0, "Chat"), 1);
   CHECK_INT(raw_app_floods(w, r), 0);
-  /* Announcements wait 100 ms, so that a busy mesh's share frames. */
-  run_until(w, w->now + 99);
+  /* Announcements wait 200 ms, so that a busy mesh's share frames. */
+  run_until(w, w->now + 199);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 0);
   run_until(w, w->now + 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
@@ -2026,7 +2026,7 @@ static void test_graft_is_answered_from_cache(void) {
   CHECK_INT(raw_app_floods(w, r), 1);
   CHECK_INT(send_msg(w, 1, "Chat", "again", 0, 0, NULL), 0);
   CHECK_INT(send_msg(w, 1, "Chat", "and again", 0, 0, NULL), 0);
-  run_until(w, w->now + 100);
+  run_until(w, w->now + 200);
   CHECK_INT(raw_app_floods(w, r), 1);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 2);
   const uint8_t *two = raw_last_payload(w, r, PM_FRAME_IHAVE);
@@ -2042,7 +2042,7 @@ static void test_graft_is_answered_from_cache(void) {
   CHECK_INT(pm_msg_write_tree(&b, &adv), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
   CHECK_INT(send_msg(w, 1, "Chat", "pushed", 0, 0, NULL), 0);
-  run_until(w, w->now + 100);
+  run_until(w, w->now + 200);
   CHECK_INT(raw_app_floods(w, r), 2);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 2);
   /* A Graft for something unknown is answered with nothing. */
@@ -2085,7 +2085,7 @@ static void test_sync_announces_recent_messages_once(void) {
   size_t r = raw_neighbor(w, 0, 0x77);
   CHECK_INT(raw_frames(w, r, PM_FRAME_SYNC), 1);
   CHECK_INT(raw_app_floods(w, r), 1); /* pushed, not just told */
-  run_until(w, w->now + 100);
+  run_until(w, w->now + 200);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), 1);
   const uint8_t *first = raw_last_payload(w, r, PM_FRAME_IHAVE);
   if (first) {
@@ -2102,7 +2102,7 @@ static void test_sync_announces_recent_messages_once(void) {
   pm_buf_init(&b, NULL);
   CHECK_INT(pm_msg_write_sync(&b, 10000), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
-  run_until(w, w->now + 100);
+  run_until(w, w->now + 200);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), ihaves + 1);
   const uint8_t *last = raw_last_payload(w, r, PM_FRAME_IHAVE);
   CHECK(last != NULL);
@@ -2113,7 +2113,7 @@ static void test_sync_announces_recent_messages_once(void) {
   /* A second Sync on the same link is not answered. */
   CHECK_INT(pm_msg_write_sync(&b, 60000), 0);
   CHECK_INT(raw_send_buf(w, r, &b), 0);
-  run_until(w, w->now + 100);
+  run_until(w, w->now + 200);
   CHECK_INT(raw_frames(w, r, PM_FRAME_IHAVE), ihaves + 1);
   CHECK_INT(stats(w, 0).invalid, 0);
   pm_buf_free(&b);
