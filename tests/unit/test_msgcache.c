@@ -156,7 +156,56 @@ static void test_recent_background_last(void) {
   pm_msgcache_free(c);
 }
 
+/* As the oldest frames go one by one, down to an empty cache that then
+ * fills again, every frame left, small or large, reads back intact. */
+static int frames_intact(pm_msgcache *c, uint32_t from, uint32_t to,
+                         uint64_t now) {
+  int same = 1;
+  for (uint32_t i = from; i < to; i++) {
+    uint8_t id[PM_MSG_ID_LEN];
+    memset(id, 0, sizeof id);
+    memcpy(id, &i, sizeof i);
+    size_t len = 0;
+    const uint8_t *f = pm_msgcache_get(c, id, &len, now);
+    if (!f || len != (i % 50 == 7 ? 20000u : 1 + i % 300))
+      return 0;
+    for (size_t k = 0; k < len; k++)
+      same &= f[k] == (uint8_t)(i & 0xff);
+  }
+  return same;
+}
+
+static void test_frames_survive_every_drop(void) {
+  enum { N = 300, TTL = 1000 };
+  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 20, TTL);
+  static uint8_t frame[20000];
+  uint8_t id[PM_MSG_ID_LEN];
+  uint64_t t = 0;
+  for (uint32_t round = 0; round < 3; round++) {
+    uint32_t first = round * 1000;
+    for (uint32_t i = first; i < first + N; i++) {
+      size_t len = i % 50 == 7 ? 20000 : 1 + i % 300;
+      memset(frame, (int)(i & 0xff), len);
+      memset(id, 0, sizeof id);
+      memcpy(id, &i, sizeof i);
+      CHECK_INT(pm_msgcache_put(c, id, frame, len, 0, t + (i - first)), 0);
+    }
+    int intact = 1;
+    for (uint32_t gone = 1; gone <= N; gone++) {
+      uint64_t now = t + gone - 1 + TTL; /* the first `gone` age out */
+      pm_msgcache_expire(c, now);
+      intact &= pm_msgcache_count(c) == N - gone;
+      intact &= frames_intact(c, first + gone, first + N, now);
+    }
+    CHECK(intact);
+    CHECK_INT(pm_msgcache_bytes(c), 0);
+    t += 10 * TTL;
+  }
+  pm_msgcache_free(c);
+}
+
 TEST_MAIN(TEST_CASE(test_put_and_get), TEST_CASE(test_recent_background_last),
+          TEST_CASE(test_frames_survive_every_drop),
           TEST_CASE(test_budget_and_age_keep_frames_intact),
           TEST_CASE(test_ttl), TEST_CASE(test_byte_budget_evicts_oldest),
           TEST_CASE(test_many_entries_grow_and_free))
