@@ -205,6 +205,7 @@ struct pm_node {
   uint64_t members_due, missing_due, links_due;
   uint32_t missing_n;
   unsigned nconnected;
+  unsigned live_n;    /* of those, heard from in the last PRUNE_SILENT_MS */
   unsigned push_hops; /* PUSH_ALL_HOPS, or _BIG in a mesh that large */
   uint32_t member_capacity;
   uint32_t incarnation;
@@ -1802,10 +1803,18 @@ static void maintain(pm_node *n, uint64_t now) {
   }
   if (have >= n->min_n && have < n->max_n && now >= n->next_explore)
     explore(n, now);
-  have = n->nconnected;
+  /* A neighbour silent for two beacons is likely gone (a partition, a
+   * crash that reset nothing): replace it now rather than after the idle
+   * timeout closes its link. A node whose neighbours were all across a cut
+   * would otherwise stay alone for 15 s. */
+  have = 0;
+  for (size_t i = 0; i < n->nlinks; i++)
+    have += n->links[i]->state == LINK_CONNECTED &&
+            now - n->links[i]->last_recv < PRUNE_SILENT_MS;
+  n->live_n = have;
   if (have < n->ideal_n) { /* counting the dials in flight walks the links */
     unsigned pending = pending_outbound(n);
-    while (have + pending < n->ideal_n) {
+    while (have + pending < n->ideal_n && n->nconnected + pending < n->max_n) {
       if (!dial_random(n, now))
         break;
       pending++;
@@ -2256,9 +2265,14 @@ void pm_node_leave(pm_node *n, uint64_t now) {
   n->left = 1;
 }
 
-/* A link's own next deadline: connect or idle timeout, ping, digest. */
-static uint64_t link_due(const link *l) {
-  uint64_t d = l->last_recv + IDLE_TIMEOUT_MS;
+/* A link's own next deadline: connect or idle timeout, falling silent,
+ * ping, digest. */
+static uint64_t link_due(const link *l, uint64_t now) {
+  /* A connected link falling silent counts no more for maintain(); once
+   * silent, what is left is its idle timeout. */
+  uint64_t d = l->last_recv + PRUNE_SILENT_MS;
+  if (l->state != LINK_CONNECTED || d <= now)
+    d = l->last_recv + IDLE_TIMEOUT_MS;
   uint64_t t = l->state != LINK_CONNECTED ? l->opened_at + CONNECT_TIMEOUT_MS
                : l->next_digest < l->last_send + PING_INTERVAL_MS
                    ? l->next_digest
@@ -2287,7 +2301,7 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
     if (l->state == LINK_CONNECTED && now - l->last_send >= PING_INTERVAL_MS &&
         pm_msg_write_empty(&l->out, PM_FRAME_PING) == 0)
       want_send(n, l, now);
-    note_link_due(n, link_due(l));
+    note_link_due(n, link_due(l, now));
   }
   pm_dedup_expire(n->seen, now);
   pm_msgcache_expire(n->cache, now);
@@ -2314,8 +2328,9 @@ uint64_t pm_node_deadline(const pm_node *n) {
   uint64_t d = n->links_due;
   /* Wake for a candidate's backoff only when maintain() would dial it:
    * an address already linked, or a full set of links, needs no timer. */
-  unsigned have = n->nconnected;
-  if (have < n->ideal_n && have + pending_outbound(n) < n->ideal_n)
+  unsigned have = n->live_n;
+  unsigned pending = have < n->ideal_n ? pending_outbound(n) : 0;
+  if (have + pending < n->ideal_n && n->nconnected + pending < n->max_n)
     for (size_t i = 0; i < n->ncands; i++) {
       const candidate *c = &n->cands[i];
       if (!c->self && !c->dialing && !connected_to(n, c))
@@ -2323,6 +2338,7 @@ uint64_t pm_node_deadline(const pm_node *n) {
     }
   if (have < n->ideal_n)
     d = min64(d, n->next_resolve);
+  have = n->nconnected;
   if (have > n->ideal_n)
     d = min64(d, n->next_prune);
   if (have >= n->min_n && have < n->max_n)

@@ -1640,6 +1640,41 @@ static void test_prune_prefers_silent_links(void) {
   world_free(w);
 }
 
+/* A neighbour silent for two beacons (7 s) no longer counts toward the
+ * ideal: the node dials a replacement then, while the silent link waits
+ * for its idle timeout (15 s) to close. A node whose neighbours were all
+ * cut off by a partition would otherwise stay alone for those 15 s. */
+static void test_silent_neighbor_replaced_before_idle_timeout(void) {
+  world *w = world_new(1000);
+  world_add(w, "lobby", 0x11, 1, 2, 8);
+  world_add(w, "lobby", 0x22, 1, 2, 8); /* B: listens, dials no one */
+  pm_node *a = w->n[0].node;
+  size_t r1 = raw_neighbor(w, 0, 0x77);
+  size_t r2 = raw_neighbor(w, 0, 0x78);
+  /* A is at its ideal: it knows B but has no reason to dial it. */
+  CHECK_INT(pm_node_add_peer(a, w->now, w->n[1].addr, w->n[1].id, 0), 0);
+  pump(w);
+  CHECK_INT(count_dials(w, 0, w->n[1].addr), 0);
+  w->p[r1].keepalive = 0;
+  uint64_t quiet = w->p[r1].last_ping;
+  run_until(w, quiet + 6900);
+  CHECK_INT(count_dials(w, 0, w->n[1].addr), 0);
+  run_until(w, quiet + 7100);
+  CHECK_INT(count_dials(w, 0, w->n[1].addr), 1);
+  CHECK(w->p[r2].open);
+  /* With B, A is above its ideal, and the silent link is the one pruned,
+   * before its idle timeout; nothing more is dialled. */
+  run_until(w, quiet + 15100);
+  CHECK(!w->p[r1].open);
+  CHECK_INT(raw_frames(w, r1, PM_FRAME_DISCONNECT), 1);
+  CHECK(w->p[r2].open);
+  pm_node_stats st;
+  pm_node_get_stats(a, &st);
+  CHECK_INT(st.neighbors, 2); /* r2 and B */
+  CHECK_INT(count_dials(w, 0, w->n[1].addr), 1);
+  world_free(w);
+}
+
 static void test_talking_link_stays_up(void) {
   world *w = world_new(1000);
   world_add(w, "lobby", 0x11, 0, 0, 0);
@@ -2843,6 +2878,7 @@ TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
           TEST_CASE(test_leave), TEST_CASE(test_leave_refers_every_neighbor),
           TEST_CASE(test_add_peer_after_leave_fails_closed),
           TEST_CASE(test_idle_link_pinged_then_closed),
+          TEST_CASE(test_silent_neighbor_replaced_before_idle_timeout),
           TEST_CASE(test_talking_link_stays_up),
           TEST_CASE(test_prune_prefers_silent_links),
           TEST_CASE(test_handshake_timeout),
