@@ -850,11 +850,11 @@ static void announce(pm_node *n, link *l, const uint8_t *ids, size_t count,
  * places near its author rather than one, which takes about a hop off the
  * longest paths (the tree's paths run through its root) for a few per cent
  * more copies; in a smaller mesh those copies would be a large share. */
+static int is_presence(const pm_msg_flood *m);
+
 /* Sends `m` on: pushed on tree links, announced on the others. `f`, when
  * the message came in a frame, is that frame: it is copied with the new
  * hop count rather than encoded again. */
-static int is_presence(const pm_msg_flood *m);
-
 static void forward(pm_node *n, uint64_t now, const link *from,
                     const pm_msg_flood *m, const pm_frame *f) {
   pm_buf_reset(&n->fwd);
