@@ -72,6 +72,8 @@
 #define EXPLORE_MEMBERS 100       /* from this many members on, explore less */
 #define MEMBER_CAPACITY 16384     /* members kept in the presence table */
 #define SUSPECT_TIMEOUT_MS 10000  /* a suspect not refuted this long fails */
+#define SUSPECT_SPREAD_MS 1000    /* a $suspect waits up to this long... */
+#define SUSPECT_PENDING 16        /* ...and this many wait at once */
 #define REFRESH_PER_MEMBER_MS 500 /* mesh-wide: 2 refreshes per second */
 #define REFRESH_MIN_MS 30000      /* refresh interval, before jitter */
 #define REFRESH_MAX_MS (30 * 60000) /* (PROTOCOL.md §5.5) */
@@ -209,6 +211,14 @@ struct pm_node {
   unsigned push_hops; /* PUSH_ALL_HOPS, or _BIG in a mesh that large */
   uint32_t member_capacity;
   uint32_t incarnation;
+  /* Suspicions this node will announce unless another's arrives first. */
+  struct {
+    uint8_t id[PM_NODE_ID_LEN];
+    uint32_t inc;
+    uint64_t at;
+  } suspects[SUSPECT_PENDING];
+  unsigned nsuspects;
+  uint64_t suspects_due;
   uint32_t refresh_iv;   /* the refresh interval last announced */
   uint64_t last_alive;   /* when this node last announced itself */
   uint64_t next_refresh; /* when this node next says "$alive" */
@@ -1058,8 +1068,18 @@ static void send_suspect(pm_node *n, uint64_t now,
   send_presence(n, now, "$suspect", body, sizeof body);
 }
 
+static void note_suspects(pm_node *n) {
+  n->suspects_due = PM_DEADLINE_NONE;
+  for (unsigned k = 0; k < n->nsuspects; k++)
+    if (n->suspects[k].at < n->suspects_due)
+      n->suspects_due = n->suspects[k].at;
+}
+
 /* A neighbour's link closed without a goodbye: suspect it, and tell the
- * mesh; it refutes if it is alive. Not when it is suspect or gone already. */
+ * mesh; it refutes if it is alive. Not when it is suspect or gone already.
+ * A crash resets every link of the node at once, so all its neighbours
+ * would tell the mesh the same thing: each waits a random moment first,
+ * and does not once another's word has reached it (withdraw_suspect). */
 static void suspect_member(pm_node *n, uint64_t now,
                            const uint8_t id[PM_NODE_ID_LEN]) {
   int state;
@@ -1068,7 +1088,46 @@ static void suspect_member(pm_node *n, uint64_t now,
     return;
   pm_members_suspect(n->members, id, inc, now);
   note_members(n);
-  send_suspect(n, now, id, inc);
+  if (n->nsuspects == SUSPECT_PENDING) {
+    send_suspect(n, now, id, inc);
+    return;
+  }
+  memcpy(n->suspects[n->nsuspects].id, id, PM_NODE_ID_LEN);
+  n->suspects[n->nsuspects].inc = inc;
+  n->suspects[n->nsuspects].at = now + rnd(n, SUSPECT_SPREAD_MS + 1);
+  n->nsuspects++;
+  note_suspects(n);
+}
+
+/* Someone else's $suspect(id, inc), or the member's refutation (an $alive
+ * of a later incarnation than `inc`): a waiting suspicion of it at inc or
+ * below has nothing left to say. */
+static void withdraw_suspect(pm_node *n, const uint8_t id[PM_NODE_ID_LEN],
+                             uint32_t inc) {
+  for (unsigned k = 0; k < n->nsuspects; k++)
+    if (n->suspects[k].inc <= inc &&
+        memcmp(n->suspects[k].id, id, PM_NODE_ID_LEN) == 0) {
+      n->suspects[k] = n->suspects[--n->nsuspects];
+      note_suspects(n);
+      return;
+    }
+}
+
+/* Announces the suspicions whose moment has come. */
+static void send_suspects_due(pm_node *n, uint64_t now) {
+  for (unsigned k = 0; k < n->nsuspects;) {
+    if (n->suspects[k].at > now) {
+      k++;
+      continue;
+    }
+    int state;
+    uint32_t inc;
+    if (pm_members_get(n->members, n->suspects[k].id, &state, &inc) &&
+        state == PM_MEMBER_SUSPECT && inc == n->suspects[k].inc)
+      send_suspect(n, now, n->suspects[k].id, inc); /* else news came */
+    n->suspects[k] = n->suspects[--n->nsuspects];
+  }
+  note_suspects(n);
 }
 
 static int is_presence(const pm_msg_flood *m) {
@@ -1114,6 +1173,10 @@ static void member_alive(pm_node *n, const uint8_t id[PM_NODE_ID_LEN],
 static void on_presence(pm_node *n, uint64_t now, const pm_msg_flood *m) {
   uint32_t inc = pm_load_u32(m->body + m->body_len - 4);
   if (action_is(m, "$alive")) {
+    /* Not a refresh of the suspected incarnation: that may be old news,
+     * sent before the member crashed. */
+    if (n->nsuspects && pm_load_u32(m->body) > 0)
+      withdraw_suspect(n, m->origin, pm_load_u32(m->body) - 1);
     member_alive(n, m->origin, pm_load_u32(m->body), pm_load_u32(m->body + 4),
                  now);
   } else if (action_is(m, "$leave")) {
@@ -1127,6 +1190,8 @@ static void on_presence(pm_node *n, uint64_t now, const pm_msg_flood *m) {
       send_alive(n, now);
     }
   } else {
+    if (n->nsuspects)
+      withdraw_suspect(n, m->body, inc);
     pm_members_suspect(n->members, m->body, inc, now);
     note_members(n);
   }
@@ -1975,6 +2040,7 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
       cfg->member_capacity ? cfg->member_capacity : MEMBER_CAPACITY;
   n->members = pm_members_new(a, n->member_capacity, SUSPECT_TIMEOUT_MS);
   n->links_due = n->members_due = n->missing_due = PM_DEADLINE_NONE;
+  n->suspects_due = PM_DEADLINE_NONE;
   n->push_hops = PUSH_ALL_HOPS;
   /* Incarnations start from the first sequence number, which a restarted
    * node sets above its earlier runs' (the wall clock in microseconds):
@@ -2307,6 +2373,8 @@ void pm_node_handle_timeout(pm_node *n, uint64_t now) {
   pm_msgcache_expire(n->cache, now);
   request_missing(n, now);
   if (!n->left) {
+    if (now >= n->suspects_due)
+      send_suspects_due(n, now);
     tree_refresh(n, now, 1);
     if (n->online && now >= n->next_refresh)
       refresh_due(n, now);
@@ -2350,6 +2418,7 @@ uint64_t pm_node_deadline(const pm_node *n) {
   if (n->online)
     d = min64(d, n->next_refresh);
   d = min64(d, n->members_due);
+  d = min64(d, n->suspects_due);
   return d;
 }
 
