@@ -211,14 +211,8 @@ struct pm_node {
   unsigned push_hops; /* PUSH_ALL_HOPS, or _BIG in a mesh that large */
   uint32_t member_capacity;
   uint32_t incarnation;
-  /* Suspicions this node will announce unless another's arrives first. */
-  struct {
-    uint8_t id[PM_NODE_ID_LEN];
-    uint32_t inc;
-    uint64_t at;
-  } suspects[SUSPECT_PENDING];
-  unsigned nsuspects;
-  uint64_t suspects_due;
+  unsigned nsuspects;    /* suspicions waiting (suspects[], at the end) */
+  uint64_t suspects_due; /* when the first of them is told */
   uint32_t refresh_iv;   /* the refresh interval last announced */
   uint64_t last_alive;   /* when this node last announced itself */
   uint64_t next_refresh; /* when this node next says "$alive" */
@@ -232,6 +226,13 @@ struct pm_node {
   char out_addr[PM_ADDR_MAX + 1];
   ev_item ev_current; /* the event last returned; owns its body */
   uint8_t secret_key[PM_SECRET_KEY_BYTES];
+  /* Suspicions this node will announce unless another's arrives first:
+   * rare, so after everything an event reads. */
+  struct {
+    uint8_t id[PM_NODE_ID_LEN];
+    uint32_t inc;
+    uint64_t at;
+  } suspects[SUSPECT_PENDING];
 };
 
 /* ---- small helpers ------------------------------------------------------ */
