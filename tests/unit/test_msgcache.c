@@ -1,6 +1,8 @@
 /* Unit tests for runtime/core/msgcache.c: payloads kept for Graft. */
 #include "test.h"
 
+#include <stdlib.h>
+
 #include "msgcache.h"
 
 static void make_id(uint8_t id[PM_MSG_ID_LEN], uint8_t v) {
@@ -204,7 +206,60 @@ static void test_frames_survive_every_drop(void) {
   pm_msgcache_free(c);
 }
 
-TEST_MAIN(TEST_CASE(test_put_and_get), TEST_CASE(test_recent_background_last),
+/* The frames share chunks; whatever their sizes, the memory the cache
+ * takes stays within about twice its byte budget, plus its entries.
+ * Frames of 1,005 bytes are the worst case (one to a 2 KiB chunk); small
+ * ones share. */
+static size_t live_bytes;
+static void *counting_realloc(void *ud, void *ptr, size_t size) {
+  (void)ud;
+  size_t *h = ptr ? (size_t *)ptr - 2 : NULL;
+  if (h)
+    live_bytes -= h[0];
+  if (size == 0) {
+    free(h);
+    return NULL;
+  }
+  size_t *n = realloc(h, size + 2 * sizeof *n);
+  if (!n) {
+    if (h)
+      live_bytes += h[0];
+    return NULL;
+  }
+  n[0] = size;
+  live_bytes += size;
+  return n + 2;
+}
+
+static void test_memory_within_twice_the_budget(void) {
+  enum { BUDGET = 100000, ENTRY = 64 /* at least an entry's size */ };
+  static const pm_allocator counting = {counting_realloc, NULL};
+  static const size_t sizes[] = {1005, 1, 2100, 700, 1005, 2007, 64, 1500};
+  static uint8_t frame[2200];
+  size_t most = 0;
+  int within = 1;
+  pm_msgcache *c = pm_msgcache_new(&counting, BUDGET, 60000);
+  for (uint32_t i = 0; i < 8000; i++) {
+    size_t len = i < 2000 ? 1005 : i < 5000 ? 64 : sizes[i % 8];
+    uint8_t id[PM_MSG_ID_LEN];
+    memset(id, 0, sizeof id);
+    memcpy(id, &i, sizeof i);
+    memset(frame, (int)(i & 0xff), len);
+    CHECK_INT(pm_msgcache_put(c, id, frame, len, 0, i), 0);
+    if (pm_msgcache_count(c) > most)
+      most = pm_msgcache_count(c);
+    /* Twice the bytes held, the chunk being filled, the entries (the
+     * ring of them at most twice the most there were) and the rest. */
+    within &= live_bytes <= 2 * BUDGET + 2048 + 2 * most * ENTRY + 256;
+  }
+  CHECK(within);
+  CHECK(pm_msgcache_bytes(c) > BUDGET - 2200);
+  pm_msgcache_free(c);
+  CHECK_INT(live_bytes, 0);
+}
+
+TEST_MAIN(TEST_CASE(test_memory_within_twice_the_budget),
+          TEST_CASE(test_put_and_get), TEST_CASE(test_recent_background_last),
           TEST_CASE(test_frames_survive_every_drop),
           TEST_CASE(test_budget_and_age_keep_frames_intact),
           TEST_CASE(test_ttl), TEST_CASE(test_byte_budget_evicts_oldest),
