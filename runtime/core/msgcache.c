@@ -132,15 +132,15 @@ static uint8_t *room(pm_msgcache *c, size_t len) {
   n->cap = (uint32_t)cap;
   n->used = (uint32_t)len;
   n->frames = 1;
-  if (k && k->frames == 0) { /* the only chunk, and empty */
+  if (k && k->frames == 0) { /* the only chunk: empty, and too small */
     c->alloc->realloc(c->alloc->ud, k, 0);
-    c->first = c->last = n;
-  } else if (k) {
-    k->next = n;
-    c->last = n;
-  } else {
-    c->first = c->last = n;
+    k = NULL;
   }
+  if (k)
+    k->next = n;
+  else
+    c->first = n;
+  c->last = n;
   return n->data;
 }
 

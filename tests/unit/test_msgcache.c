@@ -38,6 +38,24 @@ static void test_ttl(void) {
   pm_msgcache_free(c);
 }
 
+/* Emptied by age, a cache takes a frame larger than what held the last. */
+static void test_refill_with_larger_frame(void) {
+  pm_msgcache *c = pm_msgcache_new(NULL, 10000, 100);
+  uint8_t id[PM_MSG_ID_LEN];
+  make_id(id, 1);
+  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"x", 1, 0, 1000), 0);
+  pm_msgcache_expire(c, 1100);
+  CHECK_INT(pm_msgcache_count(c), 0);
+  static uint8_t big[5000];
+  memset(big, 'b', sizeof big);
+  make_id(id, 2);
+  CHECK_INT(pm_msgcache_put(c, id, big, sizeof big, 0, 1200), 0);
+  size_t len = 0;
+  const uint8_t *f = pm_msgcache_get(c, id, &len, 1201);
+  CHECK(f != NULL && len == sizeof big && memcmp(f, big, sizeof big) == 0);
+  pm_msgcache_free(c);
+}
+
 static void test_byte_budget_evicts_oldest(void) {
   pm_msgcache *c = pm_msgcache_new(NULL, 100, 60000);
   uint8_t frame[40], id[PM_MSG_ID_LEN];
@@ -259,7 +277,8 @@ static void test_memory_within_twice_the_budget(void) {
 }
 
 TEST_MAIN(TEST_CASE(test_memory_within_twice_the_budget),
-          TEST_CASE(test_put_and_get), TEST_CASE(test_recent_background_last),
+          TEST_CASE(test_refill_with_larger_frame), TEST_CASE(test_put_and_get),
+          TEST_CASE(test_recent_background_last),
           TEST_CASE(test_frames_survive_every_drop),
           TEST_CASE(test_budget_and_age_keep_frames_intact),
           TEST_CASE(test_ttl), TEST_CASE(test_byte_budget_evicts_oldest),
