@@ -121,6 +121,19 @@ int pm_tree_update(pm_tree *t, pm_tree_peer *const *peers, size_t count,
       best = p;
   }
 
+  if (!pm_tree_is_root(t) &&
+      ((t->dist == 1 && !parent) || (parent && usable(t, parent, now) &&
+                                     id_cmp(parent->adv.root, t->root) > 0))) {
+    /* The parent was the root and is gone, or the parent follows a root
+     * above this node's, which it does only once it took this one for
+     * dead: so does this node, now rather than after the root timeout, and
+     * its subtree follows the same way. Detached, it would flood until
+     * then. */
+    mark_dead(t, now);
+    become_root(t, now);
+    pm_tree_update(t, peers, count, now);
+    return 1;
+  }
   if (pm_tree_is_root(t)) {
     if (best && id_cmp(best->adv.root, t->self) < 0)
       adopt(t, best, now);

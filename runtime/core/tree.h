@@ -13,7 +13,9 @@
  * over a path that exists. A node that hears of no new epoch for the root
  * timeout takes the root for dead, remembers it as such for a while (so that
  * stale adverts do not bring it back), and becomes a root itself; the lowest
- * ID among the survivors wins again.
+ * ID among the survivors wins again. It does so at once when its parent was
+ * the root and is gone, or when its parent has moved to a higher root
+ * (which it does only once it took the root for dead).
  *
  * The module keeps no links of its own: the node hands it the current
  * neighbours' last adverts at each call. */

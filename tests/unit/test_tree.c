@@ -207,7 +207,64 @@ static void test_root_moves_past_its_old_epochs(void) {
   CHECK_INT(t.epoch, 42);
 }
 
+/* The root's child whose link to it goes takes the root for dead at once,
+ * rather than detaching (and flooding) until the root timeout; its own
+ * child follows when it sees its parent under a higher root. A root that
+ * was alive comes back with its next epoch. */
+static void test_root_child_takes_over_at_once(void) {
+  pm_tree t;
+  uint8_t self[PM_NODE_ID_LEN];
+  id_of(0x50, self);
+  pm_tree_init(&t, self, BEACON, TIMEOUT, 0);
+  pm_tree_peer root = {0}, cousin = {0};
+  set_adv(&root, 1, 0x10, 4, 0, 0);
+  set_adv(&cousin, 2, 0x10, 4, 2, 0);
+  pm_tree_peer *peers[] = {&root, &cousin};
+  CHECK_INT(pm_tree_update(&t, peers, 2, 100), 1);
+  CHECK_INT(t.dist, 1);
+  pm_tree_peer *rest[] = {&cousin};
+  CHECK_INT(pm_tree_update(&t, rest, 1, 200), 1);
+  CHECK(pm_tree_is_root(&t));
+  CHECK(!pm_tree_detached(&t));
+  CHECK_INT(pm_tree_deadline(&t), 200 + BEACON);
+  /* The cousin still repeating the dead root's epoch is not followed. */
+  CHECK_INT(pm_tree_update(&t, rest, 1, 300), 0);
+  CHECK(pm_tree_is_root(&t));
+
+  /* Its child (0x60) sees it under root 0x50 now, above 0x10. */
+  pm_tree c;
+  uint8_t cid[PM_NODE_ID_LEN];
+  id_of(0x60, cid);
+  pm_tree_init(&c, cid, BEACON, TIMEOUT, 0);
+  pm_tree_peer parent = {0};
+  set_adv(&parent, 7, 0x10, 4, 1, 0);
+  pm_tree_peer *cp[] = {&parent};
+  CHECK_INT(pm_tree_update(&c, cp, 1, 150), 1);
+  CHECK_INT(c.dist, 2);
+  pm_tree_adv a;
+  pm_tree_advert(&t, 7, &a);
+  parent.adv = a;
+  CHECK_INT(pm_tree_update(&c, cp, 1, 250), 1);
+  CHECK(root_is(&c, 0x50));
+  CHECK_INT(c.parent, 7);
+  CHECK_INT(c.dist, 1);
+  /* An advert of 0x10's last epoch no longer counts there either. */
+  pm_tree_peer late = {0};
+  set_adv(&late, 8, 0x10, 4, 3, 0);
+  pm_tree_peer *cq[] = {&parent, &late};
+  CHECK_INT(pm_tree_update(&c, cq, 2, 260), 0);
+  CHECK(root_is(&c, 0x50));
+
+  /* 0x10 was alive, only its link had gone: its next epoch wins. */
+  set_adv(&cousin, 2, 0x10, 5, 2, 0);
+  CHECK_INT(pm_tree_update(&t, rest, 1, 3000), 1);
+  CHECK(root_is(&t, 0x10));
+  CHECK_INT(t.parent, 2);
+  CHECK_INT(t.dist, 3);
+}
+
 TEST_MAIN(TEST_CASE(test_starts_as_its_own_root),
+          TEST_CASE(test_root_child_takes_over_at_once),
           TEST_CASE(test_follows_lower_root_and_ignores_higher),
           TEST_CASE(test_moves_only_to_strictly_closer),
           TEST_CASE(test_lost_parent_takes_feasible_or_detaches),
