@@ -1704,8 +1704,7 @@ static int on_tree(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
   int rc = pm_msg_read_tree(f, &a);
   if (rc)
     return link_error(n, l, now, rc);
-  l->tp.adv = a;
-  l->tp.has_adv = 1;
+  pm_tree_heard(&l->tp, &a);
   n->tree_dirty = 1;
   return 0;
 }

@@ -102,6 +102,26 @@ static void adopt(pm_tree *t, const pm_tree_peer *p, uint64_t now) {
   t->parent = p->link_id;
 }
 
+void pm_tree_heard(pm_tree_peer *p, const pm_tree_adv *a) {
+  if (p->has_adv && id_cmp(a->root, p->adv.root) > 0) {
+    p->has_left = 1;
+    memcpy(p->left, p->adv.root, PM_NODE_ID_LEN);
+  } else if (p->has_left && id_cmp(a->root, p->left) <= 0) {
+    p->has_left = 0; /* back under that root, or a lower one */
+  }
+  p->adv = *a;
+  p->has_adv = 1;
+}
+
+/* A neighbour left this node's root for a higher one. */
+static int root_left(const pm_tree *t, pm_tree_peer *const *peers,
+                     size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (peers[i]->has_left && id_cmp(peers[i]->left, t->root) == 0)
+      return 1;
+  return 0;
+}
+
 int pm_tree_update(pm_tree *t, pm_tree_peer *const *peers, size_t count,
                    uint64_t now) {
   pm_tree before = *t;
@@ -121,19 +141,6 @@ int pm_tree_update(pm_tree *t, pm_tree_peer *const *peers, size_t count,
       best = p;
   }
 
-  if (!pm_tree_is_root(t) &&
-      ((t->dist == 1 && !parent) || (parent && usable(t, parent, now) &&
-                                     id_cmp(parent->adv.root, t->root) > 0))) {
-    /* The parent was the root and is gone, or the parent follows a root
-     * above this node's, which it does only once it took this one for
-     * dead: so does this node, now rather than after the root timeout, and
-     * its subtree follows the same way. Detached, it would flood until
-     * then. */
-    mark_dead(t, now);
-    become_root(t, now);
-    pm_tree_update(t, peers, count, now);
-    return 1;
-  }
   if (pm_tree_is_root(t)) {
     if (best && id_cmp(best->adv.root, t->self) < 0)
       adopt(t, best, now);
@@ -142,6 +149,21 @@ int pm_tree_update(pm_tree *t, pm_tree_peer *const *peers, size_t count,
                     id_cmp(parent->adv.root, t->root) <= 0 &&
                     (id_cmp(parent->adv.root, t->root) < 0 ||
                      parent->adv.epoch >= t->epoch);
+    if ((t->dist == 1 && !parent) ||
+        (parent && usable(t, parent, now) &&
+         id_cmp(parent->adv.root, t->root) > 0) ||
+        (!parent_ok && !best && root_left(t, peers, count))) {
+      /* The parent was the root and is gone; or the parent follows a root
+       * above this node's, which it does only once it took this one for
+       * dead; or this node would detach and a neighbour left the root so.
+       * This node takes the root for dead too, now rather than after the
+       * root timeout (detached, it would flood until then), and its
+       * subtree follows the same way. */
+      mark_dead(t, now);
+      become_root(t, now);
+      pm_tree_update(t, peers, count, now);
+      return 1;
+    }
     if (parent_ok)
       adopt(t, parent, now); /* follows the parent's news */
     if (best && (!parent_ok || id_cmp(best->adv.root, t->root) < 0 ||

@@ -14,8 +14,9 @@
  * timeout takes the root for dead, remembers it as such for a while (so that
  * stale adverts do not bring it back), and becomes a root itself; the lowest
  * ID among the survivors wins again. It does so at once when its parent was
- * the root and is gone, or when its parent has moved to a higher root
- * (which it does only once it took the root for dead).
+ * the root and is gone, when its parent has moved to a higher root (which
+ * it does only once it took the root for dead), or, when it would detach,
+ * when a neighbour left the root that way.
  *
  * The module keeps no links of its own: the node hands it the current
  * neighbours' last adverts at each call. */
@@ -43,6 +44,9 @@ typedef struct pm_tree_peer {
   uint32_t link_id;
   int has_adv;
   pm_tree_adv adv; /* the last one received */
+  /* The root this neighbour left for a higher one, taking it for dead. */
+  int has_left;
+  uint8_t left[PM_NODE_ID_LEN];
 } pm_tree_peer;
 
 typedef struct pm_tree_dead {
@@ -70,6 +74,9 @@ void pm_tree_init(pm_tree *t, const uint8_t self[PM_NODE_ID_LEN],
                   uint32_t beacon_ms, uint32_t root_timeout_ms, uint64_t now);
 
 int pm_tree_is_root(const pm_tree *t);
+
+/* Records the advert a neighbour sent. */
+void pm_tree_heard(pm_tree_peer *p, const pm_tree_adv *a);
 
 /* Chooses the parent again from the neighbours' adverts, after an advert
  * arrived or a neighbour went. Returns 1 when this node's own advert

@@ -263,7 +263,53 @@ static void test_root_child_takes_over_at_once(void) {
   CHECK_INT(t.dist, 3);
 }
 
+/* A detached node whose neighbour left its root for a higher one takes the
+ * root for dead too; a neighbour that came back under the root is no such
+ * sign. */
+static void test_detached_follows_a_neighbour_that_left_the_root(void) {
+  pm_tree t;
+  uint8_t self[PM_NODE_ID_LEN];
+  id_of(0x50, self);
+  pm_tree_init(&t, self, BEACON, TIMEOUT, 0);
+  pm_tree_peer parent = {0}, n = {0};
+  pm_tree_adv a = {0};
+  id_of(0x10, a.root);
+  a.epoch = 4;
+  a.dist = 1;
+  pm_tree_heard(&parent, &a);
+  parent.link_id = 1;
+  a.dist = 3;
+  pm_tree_heard(&n, &a);
+  n.link_id = 2;
+  pm_tree_peer *peers[] = {&parent, &n};
+  CHECK_INT(pm_tree_update(&t, peers, 2, 100), 1);
+  CHECK_INT(t.dist, 2);
+  /* The neighbour left 0x10 and came back: no sign. */
+  id_of(0x30, a.root);
+  a.dist = 0;
+  pm_tree_heard(&n, &a);
+  id_of(0x10, a.root);
+  a.dist = 3;
+  pm_tree_heard(&n, &a);
+  pm_tree_peer *rest[] = {&n};
+  CHECK_INT(pm_tree_update(&t, rest, 1, 200), 1);
+  CHECK(pm_tree_detached(&t));
+  CHECK_INT(pm_tree_update(&t, rest, 1, 250), 0);
+  CHECK(pm_tree_detached(&t));
+  /* It leaves 0x10 for 0x30 (above 0x10, below 0x50): so does this node,
+   * and follows it. */
+  id_of(0x30, a.root);
+  a.epoch = 1;
+  a.dist = 0;
+  pm_tree_heard(&n, &a);
+  CHECK_INT(pm_tree_update(&t, rest, 1, 300), 1);
+  CHECK(root_is(&t, 0x30));
+  CHECK_INT(t.parent, 2);
+  CHECK_INT(t.dist, 1);
+}
+
 TEST_MAIN(TEST_CASE(test_starts_as_its_own_root),
+          TEST_CASE(test_detached_follows_a_neighbour_that_left_the_root),
           TEST_CASE(test_root_child_takes_over_at_once),
           TEST_CASE(test_follows_lower_root_and_ignores_higher),
           TEST_CASE(test_moves_only_to_strictly_closer),
