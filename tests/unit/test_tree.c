@@ -22,6 +22,17 @@ static void set_adv(pm_tree_peer *p, uint32_t link_id, uint8_t root,
   p->adv.flags = flags;
 }
 
+/* The same, arriving as a Tree frame does (pm_tree_heard). */
+static void hear(pm_tree_peer *p, uint32_t link_id, uint8_t root,
+                 uint32_t epoch, uint16_t dist) {
+  pm_tree_adv a = {0};
+  id_of(root, a.root);
+  a.epoch = epoch;
+  a.dist = dist;
+  p->link_id = link_id;
+  pm_tree_heard(p, &a);
+}
+
 static int root_is(const pm_tree *t, uint8_t b) {
   uint8_t id[PM_NODE_ID_LEN];
   id_of(b, id);
@@ -243,7 +254,7 @@ static void test_root_child_takes_over_at_once(void) {
   CHECK_INT(c.dist, 2);
   pm_tree_adv a;
   pm_tree_advert(&t, 7, &a);
-  parent.adv = a;
+  pm_tree_heard(&parent, &a);
   CHECK_INT(pm_tree_update(&c, cp, 1, 250), 1);
   CHECK(root_is(&c, 0x50));
   CHECK_INT(c.parent, 7);
@@ -272,25 +283,14 @@ static void test_detached_follows_a_neighbour_that_left_the_root(void) {
   id_of(0x50, self);
   pm_tree_init(&t, self, BEACON, TIMEOUT, 0);
   pm_tree_peer parent = {0}, n = {0};
-  pm_tree_adv a = {0};
-  id_of(0x10, a.root);
-  a.epoch = 4;
-  a.dist = 1;
-  pm_tree_heard(&parent, &a);
-  parent.link_id = 1;
-  a.dist = 3;
-  pm_tree_heard(&n, &a);
-  n.link_id = 2;
+  hear(&parent, 1, 0x10, 4, 1);
+  hear(&n, 2, 0x10, 4, 3);
   pm_tree_peer *peers[] = {&parent, &n};
   CHECK_INT(pm_tree_update(&t, peers, 2, 100), 1);
   CHECK_INT(t.dist, 2);
   /* The neighbour left 0x10 and came back: no sign. */
-  id_of(0x30, a.root);
-  a.dist = 0;
-  pm_tree_heard(&n, &a);
-  id_of(0x10, a.root);
-  a.dist = 3;
-  pm_tree_heard(&n, &a);
+  hear(&n, 2, 0x30, 1, 0);
+  hear(&n, 2, 0x10, 4, 3);
   pm_tree_peer *rest[] = {&n};
   CHECK_INT(pm_tree_update(&t, rest, 1, 200), 1);
   CHECK(pm_tree_detached(&t));
@@ -298,10 +298,7 @@ static void test_detached_follows_a_neighbour_that_left_the_root(void) {
   CHECK(pm_tree_detached(&t));
   /* It leaves 0x10 for 0x30 (above 0x10, below 0x50): so does this node,
    * and follows it. */
-  id_of(0x30, a.root);
-  a.epoch = 1;
-  a.dist = 0;
-  pm_tree_heard(&n, &a);
+  hear(&n, 2, 0x30, 1, 0);
   CHECK_INT(pm_tree_update(&t, rest, 1, 300), 1);
   CHECK(root_is(&t, 0x30));
   CHECK_INT(t.parent, 2);
