@@ -6,8 +6,11 @@
  * little memory and a busy one at most its capacity. */
 #define INITIAL_CAP 64
 
+/* An entry keeps the first KEY_LEN bytes of the ID (dedup.h). */
+#define KEY_LEN 16
+
 typedef struct entry {
-  uint8_t id[PM_MSG_ID_LEN];
+  uint8_t key[KEY_LEN];
   uint64_t at;
 } entry;
 
@@ -89,7 +92,7 @@ static uint32_t find_slot(const pm_dedup *d, const uint8_t *id) {
   for (;; s = (s + 1) & mask) {
     uint64_t v = d->index[s];
     if (!v || ((v & ~(uint64_t)UINT32_MAX) == tag &&
-               memcmp(d->ring[slot_pos(v) - 1].id, id, PM_MSG_ID_LEN) == 0))
+               memcmp(d->ring[slot_pos(v) - 1].key, id, KEY_LEN) == 0))
       return s;
   }
 }
@@ -117,12 +120,12 @@ void pm_dedup_prefetch_entry(const pm_dedup *d,
  * (linear-probing deletion without tombstones). */
 static void drop_oldest(pm_dedup *d) {
   uint32_t mask = d->slots - 1;
-  uint32_t s = find_slot(d, d->ring[d->head].id);
+  uint32_t s = find_slot(d, d->ring[d->head].key);
   d->index[s] = 0;
   for (uint32_t t = (s + 1) & mask; d->index[t]; t = (t + 1) & mask) {
     uint64_t v = d->index[t];
     d->index[t] = 0;
-    d->index[find_slot(d, d->ring[slot_pos(v) - 1].id)] = v;
+    d->index[find_slot(d, d->ring[slot_pos(v) - 1].key)] = v;
   }
   d->head = (d->head + 1) % d->cap;
   d->count--;
@@ -156,7 +159,7 @@ static int grow(pm_dedup *d) {
   d->head = 0;
   memset(index, 0, sizeof *index * slots);
   for (uint32_t i = 0; i < d->count; i++)
-    d->index[find_slot(d, d->ring[i].id)] = id_tag(d->ring[i].id) | (i + 1);
+    d->index[find_slot(d, d->ring[i].key)] = id_tag(d->ring[i].key) | (i + 1);
   return 0;
 }
 
@@ -185,7 +188,7 @@ int pm_dedup_insert(pm_dedup *d, const uint8_t id[PM_MSG_ID_LEN],
   if (d->count == d->cap && (d->cap == d->limit || grow(d) != 0))
     drop_oldest(d);
   uint32_t pos = (d->head + d->count) % d->cap;
-  memcpy(d->ring[pos].id, id, PM_MSG_ID_LEN);
+  memcpy(d->ring[pos].key, id, KEY_LEN);
   d->ring[pos].at = now;
   d->count++;
   d->index[find_slot(d, id)] = id_tag(id) | (pos + 1);

@@ -6,6 +6,13 @@
  * older than the TTL or when the cache holds its capacity (the oldest goes
  * first). Memory starts small and grows with the number of IDs kept, never past
  * what the capacity needs, so a flood of new IDs cannot grow it without bound.
+ *
+ * IDs are compared on their first 16 bytes, which is what the cache keeps
+ * (24 bytes an ID with its time, not 40: the cache holds every message a
+ * node saw in the last minutes). Message IDs are BLAKE2b-256 hashes, so two
+ * that share 16 bytes take about 2^64 messages to find, and only suppress
+ * each other (both made by whoever found them); making one that matches a
+ * given message's ID takes about 2^128.
  */
 #ifndef PM_CORE_DEDUP_H
 #define PM_CORE_DEDUP_H

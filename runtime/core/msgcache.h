@@ -15,19 +15,21 @@
 
 typedef struct pm_msgcache pm_msgcache;
 
-/* Returns NULL when out of memory or max_bytes is 0. */
+/* Every frame stored holds its message ID at `id_offset` (a Flood frame:
+ * PM_FRAME_HEADER), so the cache keeps no copy of it. Returns NULL when
+ * out of memory or max_bytes is 0. */
 pm_msgcache *pm_msgcache_new(const pm_allocator *alloc, size_t max_bytes,
-                             uint64_t ttl_ms);
+                             uint64_t ttl_ms, size_t id_offset);
 void pm_msgcache_free(pm_msgcache *c);
 
-/* Stores a copy of `frame` under `id`; a `background` one (the mesh's own
- * bookkeeping) gives way to the others in pm_msgcache_recent. Returns 0 or
- * PM_ERR_NOMEM; a frame larger than the whole budget is not stored (and 0
- * is returned). Callers may ignore failure: it only means a later lookup
- * finds nothing. */
-int pm_msgcache_put(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
-                    const uint8_t *frame, size_t len, int background,
-                    uint64_t now);
+/* Stores a copy of `frame`, found later by the ID it holds at the
+ * cache's id_offset; a `background` one (the mesh's own bookkeeping) gives
+ * way to the others in pm_msgcache_recent. Returns 0, PM_ERR_INVAL for a
+ * frame too short to hold an ID, or PM_ERR_NOMEM; a frame larger than the
+ * whole budget is not stored (and 0 is returned). Callers may ignore
+ * failure: it only means a later lookup finds nothing. */
+int pm_msgcache_put(pm_msgcache *c, const uint8_t *frame, size_t len,
+                    int background, uint64_t now);
 /* The stored frame for `id`, or NULL. Valid until the next put or expire. */
 const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
                                size_t *len, uint64_t now);

@@ -872,8 +872,7 @@ static void forward(pm_node *n, uint64_t now, const link *from,
   if ((f ? pm_msg_relay_flood(&n->fwd, f, m->hops)
          : pm_msg_write_flood(&n->fwd, m)) != 0)
     return;
-  pm_msgcache_put(n->cache, m->id, n->fwd.data, n->fwd.len, is_presence(m),
-                  now);
+  pm_msgcache_put(n->cache, n->fwd.data, n->fwd.len, is_presence(m), now);
   for (size_t i = 0; i < n->nlinks; i++) {
     link *l = n->links[i];
     if (l == from || l->state != LINK_CONNECTED)
@@ -2032,8 +2031,9 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   pm_buf_init(&n->scratch, a);
   pm_buf_init(&n->fwd, a);
   n->seen = pm_dedup_new(a, DEDUP_CAPACITY, DEDUP_TTL_MS);
-  n->cache = pm_msgcache_new(
-      a, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES, CACHE_TTL_MS);
+  n->cache =
+      pm_msgcache_new(a, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES,
+                      CACHE_TTL_MS, PM_FRAME_HEADER);
   n->missing = pm_missing_new(a, MISSING_CAPACITY);
   n->authors = pm_authors_new(a, AUTHORS_CAPACITY);
   n->member_capacity =

@@ -32,13 +32,18 @@
 
 /* In an outbox, a packet is its sim_seg then its data, padded to 8 bytes. */
 #define REC_BYTES(len) (sizeof(sim_seg) + (((size_t)(len) + 7) & ~(size_t)7))
+#define OUTBOX_MIN (64 * 1024) /* bytes an outbox starts with */
+#define OUTBOX_WINDOWS 512     /* release_outbox looks back this far */
 
 /* ---- the packet slab -------------------------------------------------------
- * Packets are blocks of whole SIM_UNITs carved from 2 MiB chunks, recycled
- * through one free list per size: no malloc per packet, and the blocks a
- * partition just freed are the ones it uses next. */
+ * Packets of up to a segment are blocks of whole SIM_UNITs carved from 2 MiB
+ * chunks, recycled through one free list per size: no malloc per packet,
+ * and the blocks a partition just freed are the ones it uses next. Larger
+ * ones are malloc'd one by one (sim.h, SIM_SEG_BIG). */
 
 static sim_seg *seg_at(const sim_part *p, uint32_t i) {
+  if (i & SIM_SEG_BIG)
+    return p->slab.big[i & ~SIM_SEG_BIG];
   return (sim_seg *)(p->slab.chunks[i >> SIM_SLAB_CHUNK_SHIFT] +
                      (size_t)(i & (CHUNK_UNITS - 1)) * SIM_UNIT);
 }
@@ -47,15 +52,39 @@ static uint8_t *seg_data(sim_seg *g) {
   return (uint8_t *)(g + 1);
 }
 
-static uint16_t seg_units(uint32_t len);
+static void stack_push(sim_free_stack *fs, uint32_t v) {
+  if (fs->len == fs->cap) {
+    fs->cap = fs->cap ? fs->cap * 2 : 1024;
+    fs->v = sim_xrealloc(fs->v, fs->cap * sizeof *fs->v);
+  }
+  fs->v[fs->len++] = v;
+}
+
+static uint32_t big_alloc(sim_part *p, uint32_t len) {
+  sim_slab *sl = &p->slab;
+  uint32_t i;
+  if (sl->big_free.len) {
+    i = sl->big_free.v[--sl->big_free.len];
+  } else {
+    if (sl->nbig == sl->big_cap) {
+      sl->big_cap = sl->big_cap ? sl->big_cap * 2 : 256;
+      sl->big = sim_xrealloc(sl->big, sl->big_cap * sizeof *sl->big);
+    }
+    i = sl->nbig++;
+  }
+  sl->big[i] = sim_xmalloc(sizeof(sim_seg) + len);
+  return i | SIM_SEG_BIG;
+}
+
+static uint16_t seg_units(uint32_t len) {
+  return (uint16_t)((sizeof(sim_seg) + len + SIM_UNIT - 1) / SIM_UNIT);
+}
 
 static uint32_t seg_alloc(sim_part *p, uint32_t len) {
   sim_slab *sl = &p->slab;
   uint32_t units = seg_units(len);
-  if (units >= SIM_SLAB_CLASSES) {
-    fprintf(stderr, "peermesh-sim: packet of %u bytes\n", len);
-    abort();
-  }
+  if (units >= SIM_SLAB_CLASSES)
+    return big_alloc(p, len);
   uint32_t i;
   sim_free_stack *fs = &sl->free[units];
   if (fs->len) {
@@ -77,24 +106,15 @@ static uint32_t seg_alloc(sim_part *p, uint32_t len) {
   return i;
 }
 
-static uint16_t seg_units(uint32_t len) {
-  uint32_t u = (uint32_t)((sizeof(sim_seg) + len + SIM_UNIT - 1) / SIM_UNIT);
-  if (u > SIM_SLAB_EXACT) {
-    uint32_t r = 1;
-    while (r < u)
-      r *= 2;
-    u = r;
-  }
-  return (uint16_t)u;
-}
-
 static void seg_free(sim_part *p, uint32_t i) {
-  sim_free_stack *fs = &p->slab.free[seg_at(p, i)->units];
-  if (fs->len == fs->cap) {
-    fs->cap = fs->cap ? fs->cap * 2 : 1024;
-    fs->v = sim_xrealloc(fs->v, fs->cap * sizeof *fs->v);
+  if (i & SIM_SEG_BIG) {
+    i &= ~SIM_SEG_BIG;
+    free(p->slab.big[i]);
+    p->slab.big[i] = NULL;
+    stack_push(&p->slab.big_free, i);
+    return;
   }
-  fs->v[fs->len++] = i;
+  stack_push(&p->slab.free[seg_at(p, i)->units], i);
 }
 
 /* ---- ends and dials -------------------------------------------------------
@@ -193,6 +213,10 @@ void sim_net_free(sim_part *p) {
   for (size_t k = 0; k < SIM_SLAB_CLASSES; k++)
     free(p->slab.free[k].v);
   free(p->slab.chunks);
+  for (uint32_t i = 0; i < p->slab.nbig; i++)
+    free(p->slab.big[i]);
+  free(p->slab.big);
+  free(p->slab.big_free.v);
   free(p->ends);
   free(p->dials);
   free(p->stalled);
@@ -310,7 +334,7 @@ static void post(sim_part *p, uint32_t to, uint32_t dst, uint32_t dst_gen,
   sim_outbox *ob = &p->out[to * 2 + (p->s->window & 1)];
   size_t need = REC_BYTES(len);
   if (ob->len + need > ob->cap) {
-    size_t cap = ob->cap ? ob->cap * 2 : 65536;
+    size_t cap = ob->cap ? ob->cap * 2 : OUTBOX_MIN;
     while (cap < ob->len + need)
       cap *= 2;
     ob->buf = sim_xrealloc(ob->buf, cap);
@@ -329,6 +353,26 @@ static void post_peer(sim_part *p, uint32_t ei, int kind, uint32_t a,
   uint64_t at = next_arrival(p, e);
   uint32_t arg[5] = {a, 0, 0, 0, 0};
   post(p, e->peer_part, e->peer, e->peer_gen, at, kind, arg, data, len);
+}
+
+/* Empties an outbox just read. Outboxes grow to the largest burst they
+ * carried (the members tables passed while nodes join: a quarter of a
+ * gigabyte for 10,000 nodes); one that has held less than a quarter of its
+ * room for OUTBOX_WINDOWS windows is freed, and grows again as needed. The
+ * reader may: in this window the writer fills the other parity's. */
+static void release_outbox(sim_outbox *ob) {
+  if (ob->len > ob->peak)
+    ob->peak = ob->len;
+  ob->len = 0;
+  if (++ob->reads < OUTBOX_WINDOWS)
+    return;
+  if (ob->cap > OUTBOX_MIN && ob->peak < ob->cap / 4) {
+    free(ob->buf);
+    ob->buf = NULL;
+    ob->cap = 0;
+  }
+  ob->reads = 0;
+  ob->peak = 0;
 }
 
 void sim_net_merge(sim_part *p) {
@@ -351,7 +395,7 @@ void sim_net_merge(sim_part *p) {
       sim_evq_push(&p->q, h.arrival, SIM_EV_PACKET, si, h.dst);
       off += REC_BYTES(h.len);
     }
-    ob->len = 0;
+    release_outbox(ob);
   }
 }
 

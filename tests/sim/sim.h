@@ -164,10 +164,15 @@ typedef struct sim_seg {
 
 #define SIM_UNIT 64
 #define SIM_SLAB_CHUNK_SHIFT 15 /* 32768 units (2 MiB) a chunk */
-/* Blocks of up to a segment come in every size; larger ones are rounded up
- * to a power of two, so that freed ones find takers. */
+/* Blocks of up to a segment come from the slab, in every size; a larger
+ * packet (a write of several segments) gets a malloc block of its own, its
+ * index marked with SIM_SEG_BIG. Such packets come in bursts — a table's
+ * worth of members each, while nodes join — and kept in the slab, the
+ * burst's blocks would stay unused for the rest of the run (a third of a
+ * gigabyte for 10,000 nodes); freed, the memory serves what comes next. */
 #define SIM_SLAB_EXACT ((sizeof(sim_seg) + SIM_MSS + SIM_UNIT - 1) / SIM_UNIT)
-#define SIM_SLAB_CLASSES 1025 /* indexed by units: 1..1024 */
+#define SIM_SLAB_CLASSES (SIM_SLAB_EXACT + 1) /* indexed by units */
+#define SIM_SEG_BIG 0x80000000u
 
 /* Free blocks are kept in one stack of indices per size: taking one is not
  * a dependent load through the block (a free list would be). */
@@ -181,6 +186,9 @@ typedef struct sim_slab {
   uint32_t nchunks, chunks_cap;
   uint32_t used; /* units handed out of the last chunk */
   sim_free_stack free[SIM_SLAB_CLASSES];
+  sim_seg **big; /* the big packets held, by index; NULL when free */
+  uint32_t nbig, big_cap;
+  sim_free_stack big_free; /* free indices of `big` */
 } sim_slab;
 
 enum sim_end_state { SIM_END_FREE, SIM_END_CONNECTING, SIM_END_OPEN };
@@ -269,6 +277,8 @@ typedef struct sim_counters {
 typedef struct sim_outbox {
   uint8_t *buf;
   size_t len, cap;
+  size_t peak;    /* the most read at once since `reads` was last 0 */
+  uint32_t reads; /* windows read */
 } sim_outbox;
 
 struct sim;

@@ -5,31 +5,68 @@
 
 #include "msgcache.h"
 
+/* Frames hold their ID at OFF, as Flood frames do after their header. */
+#define OFF 6
+#define MIN_FRAME (OFF + PM_MSG_ID_LEN)
+
 static void make_id(uint8_t id[PM_MSG_ID_LEN], uint8_t v) {
   memset(id, v, PM_MSG_ID_LEN);
 }
 
+/* ID number i: its 4 bytes, then zeros. */
+static void num_id(uint8_t id[PM_MSG_ID_LEN], uint32_t i) {
+  memset(id, 0, PM_MSG_ID_LEN);
+  memcpy(id, &i, sizeof i);
+}
+
+/* A frame of `len` bytes (at least MIN_FRAME) of `fill` holding `id`. */
+static void make_frame(uint8_t *frame, size_t len,
+                       const uint8_t id[PM_MSG_ID_LEN], uint8_t fill) {
+  memset(frame, fill, len);
+  memcpy(frame + OFF, id, PM_MSG_ID_LEN);
+}
+
+/* 1 when f is what make_frame(len, id, fill) wrote. */
+static int frame_is(const uint8_t *f, size_t len,
+                    const uint8_t id[PM_MSG_ID_LEN], uint8_t fill) {
+  int same = memcmp(f + OFF, id, PM_MSG_ID_LEN) == 0;
+  for (size_t k = 0; k < len; k++)
+    same &= (k >= OFF && k < MIN_FRAME) || f[k] == fill;
+  return same;
+}
+
 static void test_put_and_get(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 1000, 60000);
-  uint8_t id[PM_MSG_ID_LEN];
+  pm_msgcache *c = pm_msgcache_new(NULL, 1000, 60000, OFF);
+  uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME + 9];
   make_id(id, 1);
-  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"frame one", 9, 0, 1), 0);
+  make_frame(frame, sizeof frame, id, 'f');
+  memcpy(frame + MIN_FRAME, "frame one", 9);
+  CHECK_INT(pm_msgcache_put(c, frame, sizeof frame, 0, 1), 0);
   size_t len = 0;
   const uint8_t *f = pm_msgcache_get(c, id, &len, 2);
   CHECK(f != NULL);
-  CHECK_INT(len, 9);
+  CHECK_INT(len, sizeof frame);
   if (f)
-    CHECK_MEM(f, "frame one", 9);
+    CHECK_MEM(f, frame, sizeof frame);
   make_id(id, 2);
   CHECK(pm_msgcache_get(c, id, &len, 2) == NULL);
+  /* An ID is looked for where the frames hold it, not at their start. */
+  memcpy(id, frame, PM_MSG_ID_LEN);
+  CHECK(pm_msgcache_get(c, id, &len, 2) == NULL);
+  /* A frame too short to hold an ID is refused, and nothing is lost. */
+  CHECK_INT(pm_msgcache_put(c, frame, MIN_FRAME - 1, 0, 2), PM_ERR_INVAL);
+  CHECK_INT(pm_msgcache_count(c), 1);
+  CHECK_INT(pm_msgcache_put(c, frame, MIN_FRAME, 0, 2), 0);
+  CHECK_INT(pm_msgcache_count(c), 2);
   pm_msgcache_free(c);
 }
 
 static void test_ttl(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 1000, 100);
-  uint8_t id[PM_MSG_ID_LEN];
+  pm_msgcache *c = pm_msgcache_new(NULL, 1000, 100, OFF);
+  uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME];
   make_id(id, 1);
-  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"x", 1, 0, 1000), 0);
+  make_frame(frame, sizeof frame, id, 'x');
+  CHECK_INT(pm_msgcache_put(c, frame, sizeof frame, 0, 1000), 0);
   size_t len;
   CHECK(pm_msgcache_get(c, id, &len, 1099) != NULL);
   CHECK(pm_msgcache_get(c, id, &len, 1100) == NULL);
@@ -40,16 +77,17 @@ static void test_ttl(void) {
 
 /* Emptied by age, a cache takes a frame larger than what held the last. */
 static void test_refill_with_larger_frame(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 10000, 100);
-  uint8_t id[PM_MSG_ID_LEN];
+  pm_msgcache *c = pm_msgcache_new(NULL, 10000, 100, OFF);
+  uint8_t id[PM_MSG_ID_LEN], small[MIN_FRAME];
   make_id(id, 1);
-  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"x", 1, 0, 1000), 0);
+  make_frame(small, sizeof small, id, 'x');
+  CHECK_INT(pm_msgcache_put(c, small, sizeof small, 0, 1000), 0);
   pm_msgcache_expire(c, 1100);
   CHECK_INT(pm_msgcache_count(c), 0);
   static uint8_t big[5000];
-  memset(big, 'b', sizeof big);
   make_id(id, 2);
-  CHECK_INT(pm_msgcache_put(c, id, big, sizeof big, 0, 1200), 0);
+  make_frame(big, sizeof big, id, 'b');
+  CHECK_INT(pm_msgcache_put(c, big, sizeof big, 0, 1200), 0);
   size_t len = 0;
   const uint8_t *f = pm_msgcache_get(c, id, &len, 1201);
   CHECK(f != NULL && len == sizeof big && memcmp(f, big, sizeof big) == 0);
@@ -57,12 +95,12 @@ static void test_refill_with_larger_frame(void) {
 }
 
 static void test_byte_budget_evicts_oldest(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 100, 60000);
+  pm_msgcache *c = pm_msgcache_new(NULL, 100, 60000, OFF);
   uint8_t frame[40], id[PM_MSG_ID_LEN];
-  memset(frame, 'f', sizeof frame);
   for (uint8_t i = 1; i <= 10; i++) {
     make_id(id, i);
-    CHECK_INT(pm_msgcache_put(c, id, frame, sizeof frame, 0, i), 0);
+    make_frame(frame, sizeof frame, id, 'f');
+    CHECK_INT(pm_msgcache_put(c, frame, sizeof frame, 0, i), 0);
     CHECK(pm_msgcache_bytes(c) <= 100);
   }
   CHECK_INT(pm_msgcache_count(c), 2); /* 2 x 40 fit in 100 */
@@ -74,30 +112,30 @@ static void test_byte_budget_evicts_oldest(void) {
   make_id(id, 8);
   CHECK(pm_msgcache_get(c, id, &len, 11) == NULL);
   /* A frame bigger than the whole budget is simply not kept. */
-  uint8_t big[101] = {0};
+  uint8_t big[101];
   make_id(id, 11);
-  CHECK_INT(pm_msgcache_put(c, id, big, sizeof big, 0, 12), 0);
+  make_frame(big, sizeof big, id, 0);
+  CHECK_INT(pm_msgcache_put(c, big, sizeof big, 0, 12), 0);
   CHECK(pm_msgcache_get(c, id, &len, 12) == NULL);
   CHECK_INT(pm_msgcache_count(c), 2);
   pm_msgcache_free(c);
 }
 
 static void test_many_entries_grow_and_free(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 20, 60000);
-  uint8_t id[PM_MSG_ID_LEN];
+  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 20, 60000, OFF);
+  uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME + 8];
   for (uint32_t i = 0; i < 5000; i++) {
-    memset(id, 0, sizeof id);
-    memcpy(id, &i, sizeof i);
-    CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"abcdefgh", 8, 0, i), 0);
+    num_id(id, i);
+    make_frame(frame, sizeof frame, id, 'a');
+    CHECK_INT(pm_msgcache_put(c, frame, sizeof frame, 0, i), 0);
   }
   CHECK_INT(pm_msgcache_count(c), 5000);
-  uint32_t probe = 1234;
-  memset(id, 0, sizeof id);
-  memcpy(id, &probe, sizeof probe);
+  num_id(id, 1234);
   size_t len;
-  CHECK(pm_msgcache_get(c, id, &len, 5000) != NULL);
+  const uint8_t *f = pm_msgcache_get(c, id, &len, 5000);
+  CHECK(f != NULL && len == sizeof frame && frame_is(f, len, id, 'a'));
   pm_msgcache_free(c);
-  CHECK(pm_msgcache_new(NULL, 0, 1) == NULL);
+  CHECK(pm_msgcache_new(NULL, 0, 1, OFF) == NULL);
 }
 
 /* Frames of many sizes, one of 40,000 bytes,
@@ -105,37 +143,32 @@ static void test_many_entries_grow_and_free(void) {
  * is gone reads as gone, and an emptied cache fills again. */
 static void test_budget_and_age_keep_frames_intact(void) {
   enum { N = 600, BUDGET = 100000 };
-  pm_msgcache *c = pm_msgcache_new(NULL, BUDGET, 60000);
+  pm_msgcache *c = pm_msgcache_new(NULL, BUDGET, 60000, OFF);
   static uint8_t frame[40000];
   uint8_t id[PM_MSG_ID_LEN];
   size_t sizes[N];
   for (uint32_t i = 0; i < N; i++) {
-    sizes[i] = i == 300 ? 40000 : 1 + (i * 7919u) % 900;
-    memset(frame, (int)(i & 0xff), sizes[i]);
-    memset(id, 0, sizeof id);
-    memcpy(id, &i, sizeof i);
-    CHECK_INT(pm_msgcache_put(c, id, frame, sizes[i], 0, 1000 + i), 0);
+    sizes[i] = i == 300 ? 40000 : MIN_FRAME + (i * 7919u) % 900;
+    num_id(id, i);
+    make_frame(frame, sizes[i], id, (uint8_t)i);
+    CHECK_INT(pm_msgcache_put(c, frame, sizes[i], 0, 1000 + i), 0);
     CHECK(pm_msgcache_bytes(c) <= BUDGET);
   }
   /* The newest ones are all there, byte for byte; the first are gone. */
   size_t kept = 0;
   for (uint32_t i = 0; i < N; i++) {
-    memset(id, 0, sizeof id);
-    memcpy(id, &i, sizeof i);
+    num_id(id, i);
     size_t len = 0;
     const uint8_t *f = pm_msgcache_get(c, id, &len, 1000 + N);
     if (!f)
       continue;
     kept++;
     CHECK_INT(len, sizes[i]);
-    int same = 1;
-    for (size_t k = 0; k < len; k++)
-      same &= f[k] == (uint8_t)(i & 0xff);
-    CHECK(same);
+    CHECK(frame_is(f, len, id, (uint8_t)i));
   }
   CHECK_INT(kept, pm_msgcache_count(c));
   CHECK(kept > 50 && kept < N);
-  memset(id, 0, sizeof id);
+  num_id(id, 0);
   size_t len;
   CHECK(pm_msgcache_get(c, id, &len, 1000 + N) == NULL);
   /* Everything expires; the cache then takes new frames. */
@@ -143,9 +176,10 @@ static void test_budget_and_age_keep_frames_intact(void) {
   CHECK_INT(pm_msgcache_count(c), 0);
   CHECK_INT(pm_msgcache_bytes(c), 0);
   make_id(id, 9);
-  CHECK_INT(pm_msgcache_put(c, id, (const uint8_t *)"again", 5, 0, 200000), 0);
+  make_frame(frame, MIN_FRAME + 5, id, 'g');
+  CHECK_INT(pm_msgcache_put(c, frame, MIN_FRAME + 5, 0, 200000), 0);
   const uint8_t *f = pm_msgcache_get(c, id, &len, 200001);
-  CHECK(f != NULL && len == 5 && memcmp(f, "again", 5) == 0);
+  CHECK(f != NULL && len == MIN_FRAME + 5 && frame_is(f, len, id, 'g'));
   pm_msgcache_free(c);
 }
 
@@ -153,11 +187,12 @@ static void test_budget_and_age_keep_frames_intact(void) {
  * newest first, the background ones (presence) after all the others, so
  * that a burst of them cannot crowd the others out of the `max`. */
 static void test_recent_background_last(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 16, 60000);
-  uint8_t id[PM_MSG_ID_LEN];
+  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 16, 60000, OFF);
+  uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME];
   for (uint8_t i = 1; i <= 6; i++) {
     make_id(id, i);
-    CHECK_INT(pm_msgcache_put(c, id, &i, 1, i % 2 == 0, i * 10u), 0);
+    make_frame(frame, sizeof frame, id, 0);
+    CHECK_INT(pm_msgcache_put(c, frame, sizeof frame, i % 2 == 0, i * 10u), 0);
   }
   uint8_t ids[10 * PM_MSG_ID_LEN];
   static const uint8_t all[] = {5, 3, 6, 4, 2};
@@ -183,32 +218,29 @@ static int frames_intact(pm_msgcache *c, uint32_t from, uint32_t to,
   int same = 1;
   for (uint32_t i = from; i < to; i++) {
     uint8_t id[PM_MSG_ID_LEN];
-    memset(id, 0, sizeof id);
-    memcpy(id, &i, sizeof i);
+    num_id(id, i);
     size_t len = 0;
     const uint8_t *f = pm_msgcache_get(c, id, &len, now);
-    if (!f || len != (i % 50 == 7 ? 20000u : 1 + i % 300))
+    if (!f || len != (i % 50 == 7 ? 20000u : MIN_FRAME + i % 300))
       return 0;
-    for (size_t k = 0; k < len; k++)
-      same &= f[k] == (uint8_t)(i & 0xff);
+    same &= frame_is(f, len, id, (uint8_t)i);
   }
   return same;
 }
 
 static void test_frames_survive_every_drop(void) {
   enum { N = 300, TTL = 1000 };
-  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 20, TTL);
+  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 20, TTL, OFF);
   static uint8_t frame[20000];
   uint8_t id[PM_MSG_ID_LEN];
   uint64_t t = 0;
   for (uint32_t round = 0; round < 3; round++) {
     uint32_t first = round * 1000;
     for (uint32_t i = first; i < first + N; i++) {
-      size_t len = i % 50 == 7 ? 20000 : 1 + i % 300;
-      memset(frame, (int)(i & 0xff), len);
-      memset(id, 0, sizeof id);
-      memcpy(id, &i, sizeof i);
-      CHECK_INT(pm_msgcache_put(c, id, frame, len, 0, t + (i - first)), 0);
+      size_t len = i % 50 == 7 ? 20000 : MIN_FRAME + i % 300;
+      num_id(id, i);
+      make_frame(frame, len, id, (uint8_t)i);
+      CHECK_INT(pm_msgcache_put(c, frame, len, 0, t + (i - first)), 0);
     }
     int intact = 1;
     for (uint32_t gone = 1; gone <= N; gone++) {
@@ -250,20 +282,19 @@ static void *counting_realloc(void *ud, void *ptr, size_t size) {
 }
 
 static void test_memory_within_twice_the_budget(void) {
-  enum { BUDGET = 100000, ENTRY = 64 /* at least an entry's size */ };
+  enum { BUDGET = 100000, ENTRY = 24 /* an entry's size */ };
   static const pm_allocator counting = {counting_realloc, NULL};
-  static const size_t sizes[] = {1005, 1, 2100, 700, 1005, 2007, 64, 1500};
+  static const size_t sizes[] = {1005, 38, 2100, 700, 1005, 2007, 64, 1500};
   static uint8_t frame[2200];
   size_t most = 0;
   int within = 1;
-  pm_msgcache *c = pm_msgcache_new(&counting, BUDGET, 60000);
+  pm_msgcache *c = pm_msgcache_new(&counting, BUDGET, 60000, OFF);
   for (uint32_t i = 0; i < 8000; i++) {
     size_t len = i < 2000 ? 1005 : i < 5000 ? 64 : sizes[i % 8];
     uint8_t id[PM_MSG_ID_LEN];
-    memset(id, 0, sizeof id);
-    memcpy(id, &i, sizeof i);
-    memset(frame, (int)(i & 0xff), len);
-    CHECK_INT(pm_msgcache_put(c, id, frame, len, 0, i), 0);
+    num_id(id, i);
+    make_frame(frame, len, id, (uint8_t)i);
+    CHECK_INT(pm_msgcache_put(c, frame, len, 0, i), 0);
     if (pm_msgcache_count(c) > most)
       most = pm_msgcache_count(c);
     /* Twice the bytes held, the chunk being filled, the entries (the
