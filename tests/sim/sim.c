@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "prefault.h"
 #include "sim.h"
 
 void *sim_xmalloc(size_t size) {
@@ -371,8 +372,15 @@ int sim_run(const sim_opts *o, sim_result *r, int teardown) {
       }
     }
   }
+  int prefault = o->prefault > 0;
+  if (prefault)
+    sim_prefault_start();
   double loop_start = sim_wall_now();
   run_loop(s);
+  uint64_t pf_bytes = 0;
+  double pf_cpu = 0;
+  if (prefault)
+    sim_prefault_stop(&pf_bytes, &pf_cpu);
   if (s->nthreads > 1) {
     s->done = 1;
     barrier(s);
@@ -395,6 +403,10 @@ int sim_run(const sim_opts *o, sim_result *r, int teardown) {
     for (uint32_t i = 0; i < s->nparts; i++)
       fprintf(stderr, " %llu", (unsigned long long)s->parts[i].c.events);
     fprintf(stderr, "\n");
+    if (prefault)
+      fprintf(stderr,
+              "peermesh-sim: prefault: went over %.2f GB in %.1f s of CPU\n",
+              (double)pf_bytes / 1e9, pf_cpu);
   }
   /* The run's hash: the timeline's, then each partition's, in order. */
   for (uint32_t i = 0; i < s->nparts; i++)

@@ -113,6 +113,7 @@ typedef struct sim_opts {
   uint32_t trace_node;   /* print this node's traffic; SIM_NONE: none */
   uint32_t partitions;   /* the nodes split this way; 0: by --nodes */
   uint32_t threads;      /* run the partitions; 0: as many as useful */
+  int prefault; /* fault memory in ahead (prefault.h); -1: by --nodes */
   int verbose;
 } sim_opts;
 
