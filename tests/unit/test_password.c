@@ -572,6 +572,18 @@ static int pty_finish(pty *p, child_result *r) {
         p->nseen += (size_t)n;
     }
   }
+  /* What the child wrote just before it exited may not have been read:
+   * it is in the pty already, so a poll that does not wait finds it. */
+  for (;;) {
+    struct pollfd pfd = {p->master, POLLIN, 0};
+    if (p->nseen + 1 >= sizeof p->seen || poll(&pfd, 1, 0) <= 0)
+      break;
+    ssize_t n =
+        read(p->master, p->seen + p->nseen, sizeof p->seen - 1 - p->nseen);
+    if (n <= 0)
+      break;
+    p->nseen += (size_t)n;
+  }
   p->seen[p->nseen] = '\0';
   if (read(p->result, r, sizeof *r) != (ssize_t)sizeof *r)
     r->rc = 12345;
