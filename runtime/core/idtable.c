@@ -74,7 +74,14 @@ void pm_idtable_fini(pm_idtable *t) {
 
 uint32_t pm_idtable_find(const pm_idtable *t,
                          const uint8_t id[PM_NODE_ID_LEN]) {
-  uint32_t v = t->slots[find_slot(t, id)];
+  uint32_t slot;
+  return pm_idtable_lookup(t, id, &slot);
+}
+
+uint32_t pm_idtable_lookup(const pm_idtable *t,
+                           const uint8_t id[PM_NODE_ID_LEN], uint32_t *slot) {
+  *slot = find_slot(t, id);
+  uint32_t v = t->slots[*slot];
   return v ? (v & POS_MASK) - 1 : PM_IDTABLE_NONE;
 }
 
@@ -118,16 +125,24 @@ static int grow(pm_idtable *t) {
 }
 
 void *pm_idtable_add(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]) {
+  return pm_idtable_add_at(t, id, find_slot(t, id));
+}
+
+void *pm_idtable_add_at(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN],
+                        uint32_t slot) {
   if (t->count >= t->capacity)
     return NULL;
   if (t->count == t->cap && grow(t))
     return NULL;
-  if ((t->count + 1) * 4 > t->nslots * 3 && reindex(t, t->nslots * 2))
-    return NULL;
+  if ((t->count + 1) * 4 > t->nslots * 3) {
+    if (reindex(t, t->nslots * 2))
+      return NULL;
+    slot = find_slot(t, id);
+  }
   uint8_t *e = pm_idtable_at(t, t->count);
   memset(e, 0, t->esize);
   memcpy(e, id, PM_NODE_ID_LEN);
-  t->slots[find_slot(t, id)] = slot_tag(id) | ++t->count;
+  t->slots[slot] = slot_tag(id) | ++t->count;
   return e;
 }
 

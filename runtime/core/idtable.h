@@ -54,10 +54,19 @@ static inline void *pm_idtable_at(const pm_idtable *t, uint32_t i) {
 
 /* The position of the entry for `id`, or PM_IDTABLE_NONE. */
 uint32_t pm_idtable_find(const pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
+/* The same, and in `*slot` the index slot where `id` is or would go: a
+ * lookup that finds nothing, then pm_idtable_add_at with that slot, reads
+ * the index once. */
+uint32_t pm_idtable_lookup(const pm_idtable *t,
+                           const uint8_t id[PM_NODE_ID_LEN], uint32_t *slot);
 /* Appends an entry for `id`, which must not be in the table: zeroed but
  * for the ID, at position count - 1. NULL when the table holds its
  * capacity or memory runs out. */
 void *pm_idtable_add(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
+/* pm_idtable_add, given the slot pm_idtable_lookup found for `id` with
+ * the table unchanged since. */
+void *pm_idtable_add_at(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN],
+                        uint32_t slot);
 /* Removes the entry at position `i`; the last entry takes its place. */
 void pm_idtable_remove(pm_idtable *t, uint32_t i);
 

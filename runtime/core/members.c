@@ -178,11 +178,13 @@ static void set_alive(pm_members *t, entry *e, uint32_t inc,
     t->next_due = due;
 }
 
-/* A new entry, alive. */
-static int add_alive(pm_members *t, const uint8_t *id, uint32_t inc,
-                     uint32_t interval_ms, uint64_t now) {
+/* A new entry, alive; `slot` is where pm_idtable_lookup found it would go. */
+static int add_alive(pm_members *t, const uint8_t *id, uint32_t slot,
+                     uint32_t inc, uint32_t interval_ms, uint64_t now) {
+  uint32_t count = t->tab.count;
   make_room(t);
-  entry *e = pm_idtable_add(&t->tab, id);
+  entry *e = t->tab.count == count ? pm_idtable_add_at(&t->tab, id, slot)
+                                   : pm_idtable_add(&t->tab, id);
   if (!e)
     return PM_ERR_NOMEM;
   set_alive(t, e, inc, interval_ms, now);
@@ -191,9 +193,10 @@ static int add_alive(pm_members *t, const uint8_t *id, uint32_t inc,
 
 int pm_members_alive(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint32_t interval_ms, uint64_t now) {
-  entry *e = find(t, id);
-  if (!e)
-    return add_alive(t, id, inc, interval_ms, now);
+  uint32_t slot, i = pm_idtable_lookup(&t->tab, id, &slot);
+  if (i == PM_IDTABLE_NONE)
+    return add_alive(t, id, slot, inc, interval_ms, now);
+  entry *e = at(t, i);
   switch (e->state) {
   case PM_MEMBER_ALIVE:
     if (inc < e->inc)
@@ -220,9 +223,10 @@ int pm_members_alive(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
 
 int pm_members_vouch(pm_members *t, const uint8_t id[PM_NODE_ID_LEN],
                      uint32_t inc, uint32_t interval_ms, uint64_t now) {
-  entry *e = find(t, id);
-  if (!e)
-    return add_alive(t, id, inc, interval_ms, now);
+  uint32_t slot, i = pm_idtable_lookup(&t->tab, id, &slot);
+  if (i == PM_IDTABLE_NONE)
+    return add_alive(t, id, slot, inc, interval_ms, now);
+  entry *e = at(t, i);
   if (inc <= e->inc)
     return PM_MEMBERS_NONE; /* nothing newer than what this node knows */
   int was_live = is_live(e);

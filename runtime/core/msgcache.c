@@ -147,6 +147,15 @@ static uint8_t *room(pm_msgcache *c, size_t len) {
   return n->data;
 }
 
+void pm_msgcache_prefetch(const pm_msgcache *c) {
+  if (c->last) {
+    __builtin_prefetch(c->last, 1);
+    __builtin_prefetch(c->last->data + c->last->used, 1);
+  }
+  if (c->cap)
+    __builtin_prefetch(&c->ring[(c->head + c->count) % c->cap], 1);
+}
+
 int pm_msgcache_put(pm_msgcache *c, const uint8_t *frame, size_t len,
                     int background, uint64_t now) {
   /* No sweep by age here (one more cache miss per message): the byte

@@ -30,6 +30,10 @@ void pm_msgcache_free(pm_msgcache *c);
  * failure: it only means a later lookup finds nothing. */
 int pm_msgcache_put(pm_msgcache *c, const uint8_t *frame, size_t len,
                     int background, uint64_t now);
+/* Hints that a frame is put soon: where it and its entry will go start
+ * loading. Reads the cache itself, so it comes some time after the cache
+ * was fetched. */
+void pm_msgcache_prefetch(const pm_msgcache *c);
 /* The stored frame for `id`, or NULL. Valid until the next put or expire. */
 const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
                                size_t *len, uint64_t now);

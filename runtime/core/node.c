@@ -1475,18 +1475,31 @@ static int on_members_want(pm_node *n, link *l, uint64_t now,
   return 0;
 }
 
-/* An entry new to this node goes on to every other neighbour with the next
- * batch of announcements. A neighbour whose batch is full (a table's worth
+/* The links news from `from` goes on to: every other neighbour on the
+ * tree (every other neighbour while this node is detached from it). */
+static size_t news_targets(const pm_node *n, const link *from,
+                           link *out[MAX_LINKS]) {
+  int detached = pm_tree_detached(&n->tree);
+  size_t k = 0;
+  for (size_t i = 0; i < n->nlinks && k < MAX_LINKS; i++) {
+    link *l = n->links[i];
+    if (l != from && l->state == LINK_CONNECTED &&
+        (detached || pm_tree_is_tree_link(&n->tree, &l->tp)))
+      out[k++] = l;
+  }
+  return k;
+}
+
+/* An entry new to this node goes on to the `to` links with the next batch
+ * of announcements. A neighbour whose batch is full (a table's worth
  * already waiting) misses it; it still learns of the member by its next
  * refresh. */
-static void queue_news(pm_node *n, const link *from,
+static void queue_news(pm_node *n, link *const *to, size_t nto,
                        const uint8_t e[PM_MEMBERS_ENTRY_LEN], uint64_t now) {
-  int detached = pm_tree_detached(&n->tree);
-  for (size_t i = 0; i < n->nlinks; i++) {
-    link *l = n->links[i];
-    if (l == from || l->state != LINK_CONNECTED ||
-        !(detached || pm_tree_is_tree_link(&n->tree, &l->tp)))
-      continue;
+  for (size_t i = 0; i < nto; i++) {
+    link *l = to[i];
+    if (l->state != LINK_CONNECTED)
+      continue; /* closed since, as too slow for a suspicion sent */
     if (l->news.len >= (size_t)n->member_capacity * PM_MEMBERS_ENTRY_LEN) {
       n->stats.dropped++;
       continue;
@@ -1520,6 +1533,10 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
    * come (a frame may name 1,024 members new to this node). */
   ring_reserve(n, (void **)&n->mevq, &n->mevq_head, n->mevq_len, &n->mevq_cap,
                sizeof(mev_item), count);
+  /* Handling an entry changes neither the tree nor the links but for
+   * closing one: where news goes is the same for the whole frame. */
+  link *to[MAX_LINKS];
+  size_t nto = news_targets(n, l, to);
   /* Each entry's index slot, then its entry, load ahead of its turn. */
   for (size_t k = 0; k < count && k < 16; k++)
     pm_members_prefetch(n->members, f->payload + 2 + k * PM_MEMBERS_ENTRY_LEN);
@@ -1536,7 +1553,7 @@ static int on_members(pm_node *n, link *l, uint64_t now, const pm_frame *f) {
     int rc = pm_members_vouch(n->members, e, inc, iv, now);
     if (rc == PM_MEMBERS_JOINED) {
       member_event(n, PM_EV_MEMBER_JOINED, e);
-      queue_news(n, l, e, now);
+      queue_news(n, to, nto, e, now);
     } else if (rc == PM_MEMBERS_NONE && pm_members_ask(n->members, e, inc)) {
       /* The neighbour holds alive a member this node saw fail, at the same
        * incarnation: after a partition, each side failed the other's
@@ -2527,6 +2544,7 @@ void pm_node_prefetch_link(const pm_node *n, uint32_t link_id) {
   __builtin_prefetch(n->links);
   __builtin_prefetch(n->seen);
   __builtin_prefetch(n->authors);
+  __builtin_prefetch(n->cache);
 }
 
 /* The IDs the whole frames at the start of `data` will look up: their
@@ -2548,16 +2566,21 @@ static void prefetch_frames(const pm_node *n, const uint8_t *data, size_t len,
                             int stage) {
   pm_frame f;
   size_t used;
+  int flood = 0;
   for (int k = 0; k < 4 && data && pm_frame_parse(data, len, &f, &used) == 1;
        k++, data += used, len -= used) {
     const uint8_t *ids;
     size_t count;
-    if (f.type == PM_FRAME_FLOOD && f.len >= PM_MSG_ID_LEN + PM_NODE_ID_LEN)
+    if (f.type == PM_FRAME_FLOOD && f.len >= PM_MSG_ID_LEN + PM_NODE_ID_LEN) {
       prefetch_id(n, f.payload, f.payload + PM_MSG_ID_LEN, stage);
-    else if (f.type == PM_FRAME_IHAVE && pm_msg_read_ids(&f, &ids, &count) == 0)
+      flood = 1;
+    } else if (f.type == PM_FRAME_IHAVE &&
+               pm_msg_read_ids(&f, &ids, &count) == 0)
       for (size_t i = 0; i < count; i++)
         prefetch_id(n, ids + i * PM_MSG_ID_LEN, NULL, stage);
   }
+  if (flood && stage == 1)
+    pm_msgcache_prefetch(n->cache); /* where a new message is kept */
 }
 
 void pm_node_prefetch_input(const pm_node *n, uint32_t link_id,

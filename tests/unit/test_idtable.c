@@ -199,6 +199,37 @@ static void test_walk_by_first_byte(void) {
   }
 }
 
+/* pm_idtable_lookup answers as pm_idtable_find does and names the slot an
+ * add then takes, past colliding entries; the add still lands right when
+ * it has to grow the index first (the 13th entry of 16 slots). */
+static void test_lookup_then_add_at(void) {
+  pm_idtable t;
+  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), 100), 0);
+  uint8_t id[PM_NODE_ID_LEN];
+  uint32_t slot, first = 0;
+  for (uint32_t k = 0; k < 40; k++) {
+    make_id(id, 9, (uint8_t)(k % 3), k); /* one home slot for all */
+    CHECK_INT(pm_idtable_lookup(&t, id, &slot), PM_IDTABLE_NONE);
+    CHECK(slot < t.nslots);
+    if (k == 0)
+      first = slot;
+    else if (t.nslots == 16)
+      CHECK_INT(slot, (first + k) & 15); /* the next free one */
+    item *e = pm_idtable_add_at(&t, id, slot);
+    CHECK(e != NULL);
+    e->value = k;
+    CHECK_INT(pm_idtable_lookup(&t, id, &slot), k);
+  }
+  CHECK(t.nslots > 16);
+  for (uint32_t k = 0; k < 40; k++) {
+    make_id(id, 9, (uint8_t)(k % 3), k);
+    uint32_t i = pm_idtable_find(&t, id);
+    CHECK_INT(i, k);
+    CHECK_INT(((item *)pm_idtable_at(&t, i))->value, k);
+  }
+  pm_idtable_fini(&t);
+}
+
 /* The hints read only what exists: an empty table, a table whose home slot
  * names another entry, one that names the entry. */
 static void test_prefetch_is_harmless(void) {
@@ -220,4 +251,5 @@ static void test_prefetch_is_harmless(void) {
 TEST_MAIN(TEST_CASE(test_add_find_remove), TEST_CASE(test_capacity_refuses),
           TEST_CASE(test_many_with_collisions),
           TEST_CASE(test_walk_by_first_byte),
+          TEST_CASE(test_lookup_then_add_at),
           TEST_CASE(test_prefetch_is_harmless))

@@ -38,10 +38,12 @@ static int frame_is(const uint8_t *f, size_t len,
 static void test_put_and_get(void) {
   pm_msgcache *c = pm_msgcache_new(NULL, 1000, 60000, OFF);
   uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME + 9];
+  pm_msgcache_prefetch(c); /* a hint only, even with nothing held yet */
   make_id(id, 1);
   make_frame(frame, sizeof frame, id, 'f');
   memcpy(frame + MIN_FRAME, "frame one", 9);
   CHECK_INT(pm_msgcache_put(c, frame, sizeof frame, 0, 1), 0);
+  pm_msgcache_prefetch(c);
   size_t len = 0;
   const uint8_t *f = pm_msgcache_get(c, id, &len, 2);
   CHECK(f != NULL);
