@@ -659,6 +659,7 @@ static void tree_refresh(pm_node *n, uint64_t now, int tick) {
 static void send_alive(pm_node *n, uint64_t now);
 static void first_alive(pm_node *n, link *l, uint64_t now);
 static void send_digest(pm_node *n, link *l, uint64_t now);
+static void news_self(pm_node *n, link *l, uint64_t now);
 
 static void become_connected(pm_node *n, link *l, uint64_t now) {
   l->state = LINK_CONNECTED;
@@ -689,6 +690,12 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
       l->sync_sent = 1;
       want_send(n, l, now);
     }
+    /* Every new neighbour hears of this node itself: the first one may
+     * have had nobody to pass the news on to (two nodes starting at once
+     * whose first links are to each other), and the rest of the mesh
+     * would learn of this node only from digests, seconds later. */
+    if (!n->left)
+      news_self(n, l, now);
     /* Tables are compared a little later: right after a link comes up
      * they often differ only by news still on its way (many nodes
      * starting at once), and the answer would repeat it. */
@@ -1036,13 +1043,19 @@ static void encode_member(uint8_t e[PM_MEMBERS_ENTRY_LEN],
                           const uint8_t id[PM_NODE_ID_LEN], uint32_t inc,
                           uint32_t iv);
 
-static void first_alive(pm_node *n, link *l, uint64_t now) {
-  start_refresh(n, now);
+/* This node's own entry, as news to a neighbour whose link just came up
+ * (PROTOCOL.md §5.5, "Joining"). */
+static void news_self(pm_node *n, link *l, uint64_t now) {
   uint8_t e[PM_MEMBERS_ENTRY_LEN];
   encode_member(e, n->id, n->incarnation, n->refresh_iv);
-  pm_buf_put(&l->news, e, sizeof e); /* to the first neighbour only */
+  pm_buf_put(&l->news, e, sizeof e);
   if (!n->announce_at)
     n->announce_at = now + IHAVE_DELAY_MS;
+}
+
+static void first_alive(pm_node *n, link *l, uint64_t now) {
+  start_refresh(n, now);
+  news_self(n, l, now);
 }
 
 /* The refresh is due. A node that has learned since that the mesh is

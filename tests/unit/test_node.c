@@ -2595,6 +2595,37 @@ static void test_members_frame(void) {
   world_free(w);
 }
 
+/* Every neighbour whose link comes up hears of the node itself as news,
+ * not only the first: that one may have had nobody to pass it on to. */
+static void test_own_entry_to_every_new_neighbor(void) {
+  world *w = world_new(1000);
+  world_add(w, "lobby", 0x11, 0, 0, 0);
+  size_t r = raw_neighbor(w, 0, 0x77);
+  run_until(w, w->now + 200);
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 1);
+  uint8_t first[PM_MEMBERS_ENTRY_LEN] = {0};
+  const uint8_t *p = raw_last_payload(w, r, PM_FRAME_MEMBERS);
+  CHECK_INT(raw_last_len(w, r, PM_FRAME_MEMBERS), 2 + PM_MEMBERS_ENTRY_LEN);
+  if (p)
+    memcpy(first, p + 2, sizeof first);
+  CHECK_MEM(first, w->n[0].id, PM_NODE_ID_LEN);
+
+  /* A second neighbour, A online already: the same entry, with the next
+   * batch of announcements, and nothing more to the first. */
+  size_t r2 = raw_neighbor(w, 0, 0x78);
+  CHECK_INT(raw_frames(w, r2, PM_FRAME_MEMBERS), 0);
+  run_until(w, w->now + 200);
+  CHECK_INT(raw_frames(w, r2, PM_FRAME_MEMBERS), 1);
+  CHECK_INT(raw_last_len(w, r2, PM_FRAME_MEMBERS), 2 + PM_MEMBERS_ENTRY_LEN);
+  p = raw_last_payload(w, r2, PM_FRAME_MEMBERS);
+  if (p) {
+    CHECK_INT(p[0] << 8 | p[1], 1);
+    CHECK_MEM(p + 2, first, sizeof first);
+  }
+  CHECK_INT(raw_frames(w, r, PM_FRAME_MEMBERS), 1);
+  world_free(w);
+}
+
 static void put_u64(uint8_t *p, uint64_t v) {
   put_u32(p, (uint32_t)(v >> 32));
   put_u32(p + 4, (uint32_t)v);
@@ -2916,4 +2947,5 @@ TEST_MAIN(TEST_CASE(test_config_validation), TEST_CASE(test_two_nodes_connect),
           TEST_CASE(test_reserved_actions_refused),
           TEST_CASE(test_members_frame), TEST_CASE(test_members_subdigest),
           TEST_CASE(test_members_news_passed_on),
-          TEST_CASE(test_presence_floods_checked))
+          TEST_CASE(test_presence_floods_checked),
+          TEST_CASE(test_own_entry_to_every_new_neighbor))
