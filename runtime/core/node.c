@@ -694,8 +694,7 @@ static void become_connected(pm_node *n, link *l, uint64_t now) {
      * have had nobody to pass the news on to (two nodes starting at once
      * whose first links are to each other), and the rest of the mesh
      * would learn of this node only from digests, seconds later. */
-    if (!n->left)
-      news_self(n, l, now);
+    news_self(n, l, now);
     /* Tables are compared a little later: right after a link comes up
      * they often differ only by news still on its way (many nodes
      * starting at once), and the answer would repeat it. */
