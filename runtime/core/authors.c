@@ -8,8 +8,7 @@
 
 #define WORDS (PM_AUTHORS_WINDOW / 64)
 
-typedef struct entry {
-  uint8_t author[PM_NODE_ID_LEN];
+typedef struct entry { /* then the author's ID, or its handle in a pool */
   uint64_t max_seq;
   uint64_t seen[WORDS]; /* bit k: max_seq - k was accepted */
   uint64_t used;        /* when last accepted, in accept() calls */
@@ -20,7 +19,8 @@ struct pm_authors {
   uint64_t clock;
 };
 
-pm_authors *pm_authors_new(const pm_allocator *alloc, uint32_t capacity) {
+pm_authors *pm_authors_new(const pm_allocator *alloc, pm_idpool *ids,
+                           uint32_t capacity) {
   if (!alloc)
     alloc = pm_allocator_default();
   if (capacity == 0)
@@ -29,7 +29,7 @@ pm_authors *pm_authors_new(const pm_allocator *alloc, uint32_t capacity) {
   if (!a)
     return NULL;
   memset(a, 0, sizeof *a);
-  if (pm_idtable_init(&a->tab, alloc, sizeof(entry), capacity)) {
+  if (pm_idtable_init(&a->tab, alloc, ids, sizeof(entry), capacity)) {
     pm_authors_free(a);
     return NULL;
   }

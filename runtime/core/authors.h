@@ -12,13 +12,17 @@
 #include <stdint.h>
 
 #include "peermesh/alloc.h"
+#include "peermesh/idpool.h"
 #include "peermesh/node.h"
 
 #define PM_AUTHORS_WINDOW 256
 
 typedef struct pm_authors pm_authors;
 
-pm_authors *pm_authors_new(const pm_allocator *alloc, uint32_t capacity);
+/* `ids`: the pool that keeps the authors' IDs (peermesh/idpool.h), or
+ * NULL for IDs kept in the entries. */
+pm_authors *pm_authors_new(const pm_allocator *alloc, pm_idpool *ids,
+                           uint32_t capacity);
 void pm_authors_free(pm_authors *a);
 
 /* 1 when (author, seq) has not been accepted before and is not older than

@@ -21,19 +21,52 @@ static uint32_t slot_tag(const uint8_t *id) {
   return (uint32_t)id[4] << POS_BITS;
 }
 
-static const uint8_t *entry_id(const pm_idtable *t, uint32_t slot) {
+static const uint8_t *entry_of(const pm_idtable *t, uint32_t slot) {
   return pm_idtable_at(t, (slot & POS_MASK) - 1);
 }
 
-/* The slot holding `id`, or the empty one where it would go. */
+/* An entry's handle in the pool. */
+static uint32_t handle_of(const pm_idtable *t, const uint8_t *e) {
+  uint32_t h;
+  memcpy(&h, e + t->esize, sizeof h);
+  return h;
+}
+
+/* The slot holding `id`, or the empty one where it would go. With a pool,
+ * entries hold handles: the handle of `id` is looked up only once some
+ * slot's tag matches (a table not holding `id` seldom has one), and when
+ * the pool has no handle for it, no entry can hold it. */
 static uint32_t find_slot(const pm_idtable *t, const uint8_t *id) {
   uint32_t mask = t->nslots - 1, tag = slot_tag(id);
+  uint32_t h = PM_IDPOOL_NONE;
+  int have_h = 0;
   for (uint32_t s = home(t, id);; s = (s + 1) & mask) {
     uint32_t v = t->slots[s];
-    if (!v || ((v & TAG_MASK) == tag &&
-               memcmp(entry_id(t, v), id, PM_NODE_ID_LEN) == 0))
+    if (!v)
+      return s;
+    if ((v & TAG_MASK) != tag)
+      continue;
+    const uint8_t *e = entry_of(t, v);
+    if (!t->pool) {
+      if (memcmp(e + t->esize, id, PM_NODE_ID_LEN) == 0)
+        return s;
+      continue;
+    }
+    if (!have_h) {
+      h = pm_idpool_find(t->pool, id);
+      have_h = 1;
+    }
+    if (h != PM_IDPOOL_NONE && handle_of(t, e) == h)
       return s;
   }
+}
+
+/* The first empty slot from the home of `id`, which is not in the index. */
+static uint32_t empty_slot(const pm_idtable *t, const uint8_t *id) {
+  uint32_t mask = t->nslots - 1, s = home(t, id);
+  while (t->slots[s])
+    s = (s + 1) & mask;
+  return s;
 }
 
 /* Rebuilds the index with `nslots` slots. */
@@ -49,22 +82,33 @@ static int reindex(pm_idtable *t, uint32_t nslots) {
   while ((1u << t->slot_bits) < nslots)
     t->slot_bits++;
   for (uint32_t i = 0; i < t->count; i++) {
-    const uint8_t *id = pm_idtable_at(t, i);
-    t->slots[find_slot(t, id)] = slot_tag(id) | (i + 1);
+    if (t->pool && i + 8 < t->count)
+      pm_idpool_prefetch_handle(t->pool, handle_of(t, pm_idtable_at(t, i + 8)));
+    const uint8_t *id = pm_idtable_key(t, pm_idtable_at(t, i));
+    t->slots[empty_slot(t, id)] = slot_tag(id) | (i + 1);
   }
   return 0;
 }
 
-int pm_idtable_init(pm_idtable *t, const pm_allocator *alloc, size_t esize,
-                    uint32_t capacity) {
+int pm_idtable_init(pm_idtable *t, const pm_allocator *alloc, pm_idpool *pool,
+                    size_t esize, uint32_t capacity) {
   memset(t, 0, sizeof *t);
   t->alloc = alloc ? alloc : pm_allocator_default();
+  t->pool = pool;
   t->esize = esize;
+  /* Entries stay aligned as the owner's part is: to 8 bytes when its size
+   * is a multiple of 8, else to 4. */
+  size_t align = esize % 8 == 0 ? 8 : 4;
+  size_t key = pool ? sizeof(uint32_t) : PM_NODE_ID_LEN;
+  t->stride = (esize + key + align - 1) / align * align;
   t->capacity = capacity < PM_IDTABLE_MAX ? capacity : PM_IDTABLE_MAX;
   return reindex(t, 16);
 }
 
 void pm_idtable_fini(pm_idtable *t) {
+  if (t->pool)
+    for (uint32_t i = 0; i < t->count; i++)
+      pm_idpool_unref(t->pool, handle_of(t, pm_idtable_at(t, i)));
   for (uint32_t b = 0; b < t->nblocks; b++)
     mem(t, t->blocks[b], 0);
   mem(t, t->blocks, 0);
@@ -101,7 +145,7 @@ static int grow(pm_idtable *t) {
       t->blocks[0] = NULL;
       t->blocks_cap = t->nblocks = 1;
     }
-    uint8_t *b = mem(t, t->blocks[0], (size_t)ncap * t->esize);
+    uint8_t *b = mem(t, t->blocks[0], (size_t)ncap * t->stride);
     if (!b)
       return PM_ERR_NOMEM;
     t->blocks[0] = b;
@@ -116,7 +160,7 @@ static int grow(pm_idtable *t) {
     t->blocks = bl;
     t->blocks_cap = nb;
   }
-  uint8_t *b = mem(t, NULL, (size_t)PM_IDTABLE_BLOCK * t->esize);
+  uint8_t *b = mem(t, NULL, (size_t)PM_IDTABLE_BLOCK * t->stride);
   if (!b)
     return PM_ERR_NOMEM;
   t->blocks[t->nblocks++] = b;
@@ -125,7 +169,7 @@ static int grow(pm_idtable *t) {
 }
 
 void *pm_idtable_add(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]) {
-  return pm_idtable_add_at(t, id, find_slot(t, id));
+  return pm_idtable_add_at(t, id, empty_slot(t, id));
 }
 
 void *pm_idtable_add_at(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN],
@@ -134,14 +178,23 @@ void *pm_idtable_add_at(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN],
     return NULL;
   if (t->count == t->cap && grow(t))
     return NULL;
+  uint32_t h = 0;
+  if (t->pool && (h = pm_idpool_ref(t->pool, id)) == PM_IDPOOL_NONE)
+    return NULL;
   if ((t->count + 1) * 4 > t->nslots * 3) {
-    if (reindex(t, t->nslots * 2))
+    if (reindex(t, t->nslots * 2)) {
+      if (t->pool)
+        pm_idpool_unref(t->pool, h);
       return NULL;
-    slot = find_slot(t, id);
+    }
+    slot = empty_slot(t, id);
   }
   uint8_t *e = pm_idtable_at(t, t->count);
   memset(e, 0, t->esize);
-  memcpy(e, id, PM_NODE_ID_LEN);
+  if (t->pool)
+    memcpy(e + t->esize, &h, sizeof h);
+  else
+    memcpy(e + t->esize, id, PM_NODE_ID_LEN);
   t->slots[slot] = slot_tag(id) | ++t->count;
   return e;
 }
@@ -154,20 +207,30 @@ static void clear_slot(pm_idtable *t, uint32_t s) {
   for (uint32_t j = (s + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
     uint32_t v = t->slots[j];
     t->slots[j] = 0;
-    t->slots[find_slot(t, entry_id(t, v))] = v;
+    t->slots[empty_slot(t, pm_idtable_key(t, entry_of(t, v)))] = v;
   }
+}
+
+/* The slot of the entry at position `i`. */
+static uint32_t slot_of(const pm_idtable *t, uint32_t i) {
+  const uint8_t *e = pm_idtable_at(t, i);
+  uint32_t mask = t->nslots - 1, s = home(t, pm_idtable_key(t, e));
+  while ((t->slots[s] & POS_MASK) != i + 1)
+    s = (s + 1) & mask;
+  return s;
 }
 
 void pm_idtable_remove(pm_idtable *t, uint32_t i) {
   uint8_t *e = pm_idtable_at(t, i);
-  clear_slot(t, find_slot(t, e));
+  clear_slot(t, slot_of(t, i));
+  if (t->pool)
+    pm_idpool_unref(t->pool, handle_of(t, e));
   uint32_t last = --t->count;
   if (i == last)
     return;
-  const uint8_t *l = pm_idtable_at(t, last);
-  uint32_t s = find_slot(t, l);
+  uint32_t s = slot_of(t, last);
   t->slots[s] = (t->slots[s] & TAG_MASK) | (i + 1);
-  memcpy(e, l, t->esize);
+  memcpy(e, pm_idtable_at(t, last), t->stride);
 }
 
 void pm_idtable_prefix(const pm_idtable *t, uint16_t prefix, unsigned bits,
@@ -198,9 +261,9 @@ uint32_t pm_idtable_next(const pm_idtable *t, pm_idtable_walk *w) {
       w->homes--;
     uint32_t ahead = t->slots[(s + 8) & mask];
     if (ahead)
-      __builtin_prefetch(entry_id(t, ahead));
+      __builtin_prefetch(entry_of(t, ahead));
     if (v) {
-      const uint8_t *id = entry_id(t, v);
+      const uint8_t *id = pm_idtable_key(t, entry_of(t, v));
       if (((uint32_t)id[0] << 8 | id[1]) >> shift == w->prefix)
         return (v & POS_MASK) - 1;
     }
@@ -212,20 +275,29 @@ uint32_t pm_idtable_next(const pm_idtable *t, pm_idtable_walk *w) {
 void pm_idtable_prefetch(const pm_idtable *t,
                          const uint8_t id[PM_NODE_ID_LEN]) {
   __builtin_prefetch(&t->slots[home(t, id)]);
+  if (t->pool)
+    pm_idpool_prefetch(t->pool, id);
 }
 
-void pm_idtable_prefetch_entry(const pm_idtable *t,
-                               const uint8_t id[PM_NODE_ID_LEN]) {
-  /* The entry may sit a few slots past its home: the first whose tag
-   * matches, among the next few (one cache line), is very likely it. */
+/* Loads the entry whose slot, among the few from the home of `id` (one
+ * cache line), first has its tag: very likely the entry of `id`. */
+static void prefetch_match(const pm_idtable *t, const uint8_t *id) {
   uint32_t mask = t->nslots - 1, tag = slot_tag(id), s = home(t, id);
   for (int k = 0; k < 4; k++, s = (s + 1) & mask) {
     uint32_t v = t->slots[s];
     if (!v)
       return;
     if ((v & TAG_MASK) == tag) {
-      __builtin_prefetch(entry_id(t, v));
+      __builtin_prefetch(entry_of(t, v));
+      __builtin_prefetch(entry_of(t, v) + t->stride - 1);
       return;
     }
   }
+}
+
+void pm_idtable_prefetch_entry(const pm_idtable *t,
+                               const uint8_t id[PM_NODE_ID_LEN]) {
+  prefetch_match(t, id);
+  if (t->pool)
+    pm_idpool_prefetch_entry(t->pool, id);
 }

@@ -1,6 +1,9 @@
-/* A table of fixed-size entries keyed by a 32-byte ID (a node's public key)
- * at the start of each: the storage and index under the member table and
- * the replay windows, which hold up to one entry per member of the mesh.
+/* A table of fixed-size entries keyed by a 32-byte ID (a node's public key):
+ * the storage and index under the member table and the replay windows,
+ * which hold up to one entry per member of the mesh. Each entry is the
+ * owner's `esize` bytes followed by its key: the ID itself, or, in a table
+ * given a pm_idpool, a 4-byte handle of the ID in the pool (a process
+ * running many nodes then holds each ID once, not once per node).
  *
  * Entries live in blocks of PM_IDTABLE_BLOCK (the first one grows up to
  * that size), so growing never copies the table nor needs it in one piece,
@@ -20,7 +23,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "idpool.h"
 #include "peermesh/alloc.h"
 #include "peermesh/node.h"
 
@@ -31,7 +36,9 @@
 
 typedef struct pm_idtable {
   const pm_allocator *alloc;
-  size_t esize;        /* bytes per entry, the ID first */
+  pm_idpool *pool;     /* NULL: entries hold their IDs */
+  size_t esize;        /* the owner's bytes per entry */
+  size_t stride;       /* bytes per entry: the owner's, then the key */
   uint32_t count, cap; /* entries held, and room for */
   uint32_t capacity;   /* the most it may hold */
   uint32_t nblocks, blocks_cap;
@@ -41,15 +48,30 @@ typedef struct pm_idtable {
   uint32_t *slots;
 } pm_idtable;
 
-/* `capacity` is clamped to PM_IDTABLE_MAX. Returns 0 or PM_ERR_NOMEM
- * (the table is then empty and may be finished). */
-int pm_idtable_init(pm_idtable *t, const pm_allocator *alloc, size_t esize,
-                    uint32_t capacity);
+/* `capacity` is clamped to PM_IDTABLE_MAX; `pool` may be NULL, else it
+ * must outlive the table. Returns 0 or PM_ERR_NOMEM (the table is then
+ * empty and may be finished). */
+int pm_idtable_init(pm_idtable *t, const pm_allocator *alloc, pm_idpool *pool,
+                    size_t esize, uint32_t capacity);
+/* Frees the table, dropping its references to the pool. */
 void pm_idtable_fini(pm_idtable *t);
 
+/* The owner's part of the entry at position `i`. */
 static inline void *pm_idtable_at(const pm_idtable *t, uint32_t i) {
   return t->blocks[i >> PM_IDTABLE_BLOCK_SHIFT] +
-         (size_t)(i & (PM_IDTABLE_BLOCK - 1)) * t->esize;
+         (size_t)(i & (PM_IDTABLE_BLOCK - 1)) * t->stride;
+}
+
+/* The ID of entry `e` (as pm_idtable_at gave it): valid until the table,
+ * or any table sharing its pool, next changes. */
+static inline const uint8_t *pm_idtable_key(const pm_idtable *t,
+                                            const void *e) {
+  const uint8_t *k = (const uint8_t *)e + t->esize;
+  if (!t->pool)
+    return k;
+  uint32_t h;
+  memcpy(&h, k, sizeof h);
+  return pm_idpool_id(t->pool, h);
 }
 
 /* The position of the entry for `id`, or PM_IDTABLE_NONE. */
@@ -59,9 +81,9 @@ uint32_t pm_idtable_find(const pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
  * the index once. */
 uint32_t pm_idtable_lookup(const pm_idtable *t,
                            const uint8_t id[PM_NODE_ID_LEN], uint32_t *slot);
-/* Appends an entry for `id`, which must not be in the table: zeroed but
- * for the ID, at position count - 1. NULL when the table holds its
- * capacity or memory runs out. */
+/* Appends an entry for `id`, which must not be in the table, at position
+ * count - 1: the owner's part zeroed. NULL when the table holds its
+ * capacity or memory runs out. `id` must not point into the pool. */
 void *pm_idtable_add(pm_idtable *t, const uint8_t id[PM_NODE_ID_LEN]);
 /* pm_idtable_add, given the slot pm_idtable_lookup found for `id` with
  * the table unchanged since. */

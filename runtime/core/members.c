@@ -7,9 +7,9 @@
 
 #define SILENT_INTERVALS 3 /* refreshes missed before the slow path fails */
 
-/* 44 bytes: a node of a 10,000-member mesh holds 10,000 of them. */
+/* 12 bytes, and the ID (32 more, or a 4-byte handle in a shared pool): a
+ * node of a 10,000-member mesh holds 10,000 of them. */
 typedef struct entry {
-  uint8_t id[PM_NODE_ID_LEN];
   uint32_t inc;
   /* The last news of it: its last $alive while alive, the suspicion while
    * suspect, its $leave once left (a failure leaves it as it was), in ms
@@ -80,13 +80,17 @@ static entry *at(const pm_members *t, uint32_t i) {
   return pm_idtable_at(&t->tab, i);
 }
 
+static const uint8_t *key(const pm_members *t, const entry *e) {
+  return pm_idtable_key(&t->tab, e);
+}
+
 static entry *find(const pm_members *t, const uint8_t *id) {
   uint32_t i = pm_idtable_find(&t->tab, id);
   return i == PM_IDTABLE_NONE ? NULL : at(t, i);
 }
 
-pm_members *pm_members_new(const pm_allocator *alloc, uint32_t capacity,
-                           uint64_t suspect_ms) {
+pm_members *pm_members_new(const pm_allocator *alloc, pm_idpool *ids,
+                           uint32_t capacity, uint64_t suspect_ms) {
   if (!alloc)
     alloc = pm_allocator_default();
   if (capacity == 0)
@@ -97,7 +101,7 @@ pm_members *pm_members_new(const pm_allocator *alloc, uint32_t capacity,
   memset(t, 0, sizeof *t);
   t->suspect_ms = suspect_ms;
   t->next_due = UINT64_MAX;
-  if (pm_idtable_init(&t->tab, alloc, sizeof(entry), capacity)) {
+  if (pm_idtable_init(&t->tab, alloc, ids, sizeof(entry), capacity)) {
     pm_members_free(t);
     return NULL;
   }
@@ -123,11 +127,12 @@ static void toggle_live(pm_members *t, const entry *e, int up) {
     t->live++;
   else
     t->live--;
-  uint32_t b = pm_members_bucket(e->id);
+  const uint8_t *id = key(t, e);
+  uint32_t b = pm_members_bucket(id);
   t->bcount[b] += up ? 1u : UINT32_MAX; /* -1, modulo 2^32 */
-  uint64_t tag = pm_members_tag(e->id);
+  uint64_t tag = pm_members_tag(id);
   t->bxor[b] ^= tag;
-  t->sxor[pm_members_sub(e->id)] ^= tag;
+  t->sxor[pm_members_sub(id)] ^= tag;
 }
 
 void pm_members_prefetch(const pm_members *t,
@@ -294,8 +299,12 @@ void pm_members_expire(pm_members *t, uint64_t now, pm_members_failed_fn fn,
     e->state = PM_MEMBER_FAILED;
     e->asked = 0; /* not asked yet (pm_members_ask) */
     toggle_live(t, e, 0);
-    if (fn)
-      fn(ud, e->id);
+    if (fn) {
+      /* A copy: the callback may change this table or the pool. */
+      uint8_t id[PM_NODE_ID_LEN];
+      memcpy(id, key(t, e), PM_NODE_ID_LEN);
+      fn(ud, id);
+    }
   }
   t->next_due = next;
 }
@@ -371,7 +380,7 @@ uint32_t pm_members_next(const pm_members *t, pm_members_walk *w) {
 void pm_members_at(const pm_members *t, uint32_t i, pm_member_info *out,
                    uint32_t *interval_ms) {
   const entry *e = at(t, i);
-  memcpy(out->id, e->id, PM_NODE_ID_LEN);
+  memcpy(out->id, key(t, e), PM_NODE_ID_LEN);
   out->incarnation = e->inc;
   out->state = e->state;
   out->last_heard = when(t, e);

@@ -32,6 +32,7 @@
 
 #include "idtable.h"
 #include "peermesh/alloc.h"
+#include "peermesh/idpool.h"
 #include "peermesh/node.h"
 
 /* Members: u16 count, count x (id[32], u32 incarnation, u32 interval_ms). */
@@ -71,8 +72,10 @@ typedef struct pm_members pm_members;
 typedef void (*pm_members_failed_fn)(void *ud,
                                      const uint8_t id[PM_NODE_ID_LEN]);
 
-pm_members *pm_members_new(const pm_allocator *alloc, uint32_t capacity,
-                           uint64_t suspect_ms);
+/* `ids`: the pool that keeps the members' IDs (peermesh/idpool.h), or
+ * NULL for IDs kept in the entries. */
+pm_members *pm_members_new(const pm_allocator *alloc, pm_idpool *ids,
+                           uint32_t capacity, uint64_t suspect_ms);
 void pm_members_free(pm_members *t);
 
 /* `interval_ms` is the member's announced refresh interval (kept rounded

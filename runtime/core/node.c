@@ -2064,10 +2064,11 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
       pm_msgcache_new(a, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES,
                       CACHE_TTL_MS, PM_FRAME_HEADER);
   n->missing = pm_missing_new(a, MISSING_CAPACITY);
-  n->authors = pm_authors_new(a, AUTHORS_CAPACITY);
+  n->authors = pm_authors_new(a, cfg->ids, AUTHORS_CAPACITY);
   n->member_capacity =
       cfg->member_capacity ? cfg->member_capacity : MEMBER_CAPACITY;
-  n->members = pm_members_new(a, n->member_capacity, SUSPECT_TIMEOUT_MS);
+  n->members =
+      pm_members_new(a, cfg->ids, n->member_capacity, SUSPECT_TIMEOUT_MS);
   n->links_due = n->members_due = n->missing_due = PM_DEADLINE_NONE;
   n->suspects_due = PM_DEADLINE_NONE;
   n->push_hops = PUSH_ALL_HOPS;

@@ -354,6 +354,11 @@ int sim_run(const sim_opts *o, sim_result *r, int teardown) {
     p->trace = 0xcbf29ce484222325ull;
     sim_evq_init(&p->q);
     sim_net_init(p);
+    p->ids = pm_idpool_new(NULL);
+    if (!p->ids) {
+      fprintf(stderr, "peermesh-sim: out of memory\n");
+      exit(3);
+    }
   }
   s->wall_start = sim_wall_now();
   sim_scenario_setup(s);
@@ -422,6 +427,7 @@ int sim_run(const sim_opts *o, sim_result *r, int teardown) {
     sim_net_free(&s->parts[i]);
     sim_evq_free(&s->parts[i].q);
     free(s->parts[i].started);
+    pm_idpool_free(s->parts[i].ids);
   }
   sim_metrics_free(s);
   sim_heap_free(&s->gq);

@@ -311,6 +311,10 @@ typedef struct sim_part {
   size_t scratch_cap;
 
   sim_outbox *out; /* [to partition * 2 + window parity] */
+  /* The node IDs of the partition's nodes' member and author tables, kept
+   * once here instead of once per node (peermesh/idpool.h): a partition's
+   * nodes never run at the same time. */
+  pm_idpool *ids;
 } sim_part;
 
 typedef struct sim {

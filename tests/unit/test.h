@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int pm_test_failures;
@@ -41,6 +42,25 @@ static int pm_test_current_failed;
   } while (0)
 
 #define CHECK_MEM(a, b, n) CHECK(memcmp((a), (b), (n)) == 0)
+
+/* An allocator (a pm_allocator's function, with a `pm_test_budget` as its
+ * ud) that fails once a budget of successful allocations is spent: tests
+ * run an operation with budgets 0, 1, 2, ... to fail each allocation. */
+typedef struct pm_test_budget {
+  long left;
+} pm_test_budget;
+
+static inline void *pm_test_budget_realloc(void *ud, void *ptr, size_t size) {
+  pm_test_budget *b = ud;
+  if (size == 0) {
+    free(ptr);
+    return NULL;
+  }
+  if (b->left <= 0)
+    return NULL;
+  b->left--;
+  return realloc(ptr, size);
+}
 
 typedef void (*pm_test_fn)(void);
 struct pm_test_case {

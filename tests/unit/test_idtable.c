@@ -1,4 +1,6 @@
-/* Unit tests for the ID-keyed table (runtime/core/idtable.c). */
+/* Unit tests for the ID-keyed table (runtime/core/idtable.c). Every case
+ * runs twice: with the IDs in the entries, and with them in a pool, which
+ * must hold none once the table is finished. */
 #include <stdint.h>
 #include <string.h>
 
@@ -6,9 +8,14 @@
 #include "test.h"
 
 typedef struct item {
-  uint8_t id[PM_NODE_ID_LEN];
   uint32_t value;
 } item;
+
+static pm_idpool *pool; /* NULL: IDs in the entries */
+
+static int init(pm_idtable *t, uint32_t capacity) {
+  return pm_idtable_init(t, NULL, pool, sizeof(item), capacity);
+}
 
 /* IDs whose bytes 0..4 (home slot and slot tag) are all equal collide in
  * every slot; `salt` tells them apart further on. */
@@ -22,7 +29,7 @@ static void make_id(uint8_t id[PM_NODE_ID_LEN], uint32_t home, uint8_t tag,
 
 static void test_add_find_remove(void) {
   pm_idtable t;
-  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), 100), 0);
+  CHECK_INT(init(&t, 100), 0);
   uint8_t a[PM_NODE_ID_LEN], b[PM_NODE_ID_LEN], c[PM_NODE_ID_LEN];
   make_id(a, 7, 1, 1);
   make_id(b, 7, 1, 2); /* same slot and tag as a */
@@ -30,7 +37,7 @@ static void test_add_find_remove(void) {
   CHECK_INT(pm_idtable_find(&t, a), PM_IDTABLE_NONE);
   item *ia = pm_idtable_add(&t, a);
   CHECK(ia != NULL);
-  CHECK_MEM(ia->id, a, PM_NODE_ID_LEN);
+  CHECK_MEM(pm_idtable_key(&t, ia), a, PM_NODE_ID_LEN);
   CHECK_INT(ia->value, 0);
   ia->value = 10;
   ((item *)pm_idtable_add(&t, b))->value = 20;
@@ -52,7 +59,7 @@ static void test_add_find_remove(void) {
 
 static void test_capacity_refuses(void) {
   pm_idtable t;
-  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), 3), 0);
+  CHECK_INT(init(&t, 3), 0);
   uint8_t id[PM_NODE_ID_LEN];
   for (uint32_t i = 0; i < 3; i++) {
     make_id(id, i * 2654435761u, (uint8_t)i, i);
@@ -73,7 +80,7 @@ static void test_capacity_refuses(void) {
 static void test_many_with_collisions(void) {
   enum { N = 3000 };
   pm_idtable t;
-  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), N), 0);
+  CHECK_INT(init(&t, N), 0);
   uint8_t id[PM_NODE_ID_LEN];
   for (uint32_t i = 0; i < N; i++) {
     uint32_t home = i % 4 == 0 ? 12345u : i * 2654435761u;
@@ -130,7 +137,8 @@ static void walk_bits(const pm_idtable *t, const uint8_t *present, uint32_t n,
     uint32_t found = 0;
     for (uint32_t pos; (pos = pm_idtable_next(t, &w)) != PM_IDTABLE_NONE;) {
       const item *e = pm_idtable_at(t, pos);
-      CHECK_INT(((uint32_t)e->id[0] << 8 | e->id[1]) >> (16 - bits), p);
+      const uint8_t *id = pm_idtable_key(t, e);
+      CHECK_INT(((uint32_t)id[0] << 8 | id[1]) >> (16 - bits), p);
       CHECK(e->value < n && !seen[e->value]);
       if (e->value < n)
         seen[e->value] = 1;
@@ -175,7 +183,7 @@ static void test_walk_by_first_byte(void) {
   for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
     uint32_t n = sizes[k];
     pm_idtable t;
-    CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), n), 0);
+    CHECK_INT(init(&t, n), 0);
     uint8_t id[PM_NODE_ID_LEN];
     for (uint32_t i = 0; i < n; i++) {
       spread_id_bytes(id, i);
@@ -204,7 +212,7 @@ static void test_walk_by_first_byte(void) {
  * it has to grow the index first (the 13th entry of 16 slots). */
 static void test_lookup_then_add_at(void) {
   pm_idtable t;
-  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), 100), 0);
+  CHECK_INT(init(&t, 100), 0);
   uint8_t id[PM_NODE_ID_LEN];
   uint32_t slot, first = 0;
   for (uint32_t k = 0; k < 40; k++) {
@@ -234,7 +242,7 @@ static void test_lookup_then_add_at(void) {
  * names another entry, one that names the entry. */
 static void test_prefetch_is_harmless(void) {
   pm_idtable t;
-  CHECK_INT(pm_idtable_init(&t, NULL, sizeof(item), 10), 0);
+  CHECK_INT(init(&t, 10), 0);
   uint8_t a[PM_NODE_ID_LEN], b[PM_NODE_ID_LEN];
   make_id(a, 5, 1, 1);
   make_id(b, 5, 2, 2);
@@ -248,8 +256,51 @@ static void test_prefetch_is_harmless(void) {
   pm_idtable_fini(&t);
 }
 
-TEST_MAIN(TEST_CASE(test_add_find_remove), TEST_CASE(test_capacity_refuses),
+/* Runs `fn` on tables whose IDs live in a pool. */
+static void pooled(void (*fn)(void)) {
+  pool = pm_idpool_new(NULL);
+  CHECK(pool != NULL);
+  if (!pool)
+    return;
+  fn();
+  CHECK_INT(pm_idpool_count(pool), 0);
+  pm_idpool_free(pool);
+  pool = NULL;
+}
+
+static void test_add_find_remove_pooled(void) {
+  pooled(test_add_find_remove);
+}
+
+static void test_capacity_refuses_pooled(void) {
+  pooled(test_capacity_refuses);
+}
+
+static void test_many_with_collisions_pooled(void) {
+  pooled(test_many_with_collisions);
+}
+
+static void test_walk_by_first_byte_pooled(void) {
+  pooled(test_walk_by_first_byte);
+}
+
+static void test_lookup_then_add_at_pooled(void) {
+  pooled(test_lookup_then_add_at);
+}
+
+static void test_prefetch_is_harmless_pooled(void) {
+  pooled(test_prefetch_is_harmless);
+}
+
+TEST_MAIN(TEST_CASE(test_add_find_remove),
+          TEST_CASE(test_add_find_remove_pooled),
+          TEST_CASE(test_capacity_refuses),
+          TEST_CASE(test_capacity_refuses_pooled),
           TEST_CASE(test_many_with_collisions),
+          TEST_CASE(test_many_with_collisions_pooled),
           TEST_CASE(test_walk_by_first_byte),
+          TEST_CASE(test_walk_by_first_byte_pooled),
           TEST_CASE(test_lookup_then_add_at),
-          TEST_CASE(test_prefetch_is_harmless))
+          TEST_CASE(test_lookup_then_add_at_pooled),
+          TEST_CASE(test_prefetch_is_harmless),
+          TEST_CASE(test_prefetch_is_harmless_pooled))

@@ -411,28 +411,11 @@ static void test_large_mesh(void) {
   pm_registry_free(reg);
 }
 
-/* An allocator that fails after a budget of successful allocations. */
-typedef struct budget {
-  long left;
-} budget;
-
-static void *budget_realloc(void *ud, void *ptr, size_t size) {
-  budget *b = ud;
-  if (size == 0) {
-    free(ptr);
-    return NULL;
-  }
-  if (b->left <= 0)
-    return NULL;
-  b->left--;
-  return realloc(ptr, size);
-}
-
 static void test_allocation_failures(void) {
   int succeeded = 0;
   for (long limit = 0; limit < 200 && !succeeded; limit++) {
-    budget b = {limit};
-    pm_allocator alloc = {budget_realloc, &b};
+    pm_test_budget b = {limit};
+    pm_allocator alloc = {pm_test_budget_realloc, &b};
     uint64_t seed = 13;
     pm_registry_config cfg;
     memset(&cfg, 0, sizeof cfg);

@@ -21,6 +21,7 @@
 
 #include "peermesh/alloc.h"
 #include "peermesh/error.h"
+#include "peermesh/idpool.h"
 
 #define PM_NODE_ID_LEN 32
 #define PM_MSG_ID_LEN 32
@@ -96,6 +97,10 @@ typedef struct pm_node_config {
   uint64_t first_seq;
   /* Most members the presence table keeps (0 = 16384). */
   uint32_t member_capacity;
+  /* Where the member and author tables keep node IDs: a pool shared with
+   * the other nodes this thread runs (peermesh/idpool.h), or NULL for the
+   * node's own entries. It must outlive the node. */
+  pm_idpool *ids;
 } pm_node_config;
 
 /* Creates a node. Returns 0 and sets *out, or PM_ERR_INVAL (bad mesh name,
