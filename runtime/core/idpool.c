@@ -17,6 +17,8 @@
 typedef struct entry {
   uint32_t refs;
   uint32_t handle;
+  uint8_t *data; /* pm_idpool_ref_data's copy, or NULL */
+  size_t len;
 } entry;
 
 struct pm_idpool {
@@ -45,6 +47,8 @@ void pm_idpool_free(pm_idpool *p) {
   if (!p)
     return;
   const pm_allocator *a = p->tab.alloc;
+  for (uint32_t i = 0; i < p->tab.count; i++) /* none, if all unref'd */
+    a->realloc(a->ud, ((entry *)pm_idtable_at(&p->tab, i))->data, 0);
   pm_idtable_fini(&p->tab);
   a->realloc(a->ud, p->pos, 0);
   a->realloc(a->ud, p, 0);
@@ -85,25 +89,40 @@ static void free_handle(pm_idpool *p, uint32_t h) {
   p->free_head = h;
 }
 
-uint32_t pm_idpool_ref(pm_idpool *p, const uint8_t id[PM_NODE_ID_LEN]) {
+uint32_t pm_idpool_ref_data(pm_idpool *p, const uint8_t id[PM_NODE_ID_LEN],
+                            const uint8_t *data, size_t len) {
   uint32_t slot, i = pm_idtable_lookup(&p->tab, id, &slot);
   if (i != PM_IDTABLE_NONE) {
     entry *e = pm_idtable_at(&p->tab, i);
     e->refs++;
     return e->handle;
   }
+  const pm_allocator *a = p->tab.alloc;
+  uint8_t *copy = NULL;
+  if (data) {
+    copy = a->realloc(a->ud, NULL, len ? len : 1);
+    if (!copy)
+      return PM_IDPOOL_NONE;
+    memcpy(copy, data, len);
+  }
   uint32_t h = new_handle(p);
-  if (h == PM_IDPOOL_NONE)
-    return PM_IDPOOL_NONE;
-  entry *e = pm_idtable_add_at(&p->tab, id, slot);
+  entry *e = h == PM_IDPOOL_NONE ? NULL : pm_idtable_add_at(&p->tab, id, slot);
   if (!e) {
-    free_handle(p, h);
+    if (h != PM_IDPOOL_NONE)
+      free_handle(p, h);
+    a->realloc(a->ud, copy, 0);
     return PM_IDPOOL_NONE;
   }
   e->refs = 1;
   e->handle = h;
+  e->data = copy;
+  e->len = len;
   p->pos[h] = p->tab.count - 1;
   return h;
+}
+
+uint32_t pm_idpool_ref(pm_idpool *p, const uint8_t id[PM_NODE_ID_LEN]) {
+  return pm_idpool_ref_data(p, id, NULL, 0);
 }
 
 void pm_idpool_unref(pm_idpool *p, uint32_t h) {
@@ -111,6 +130,7 @@ void pm_idpool_unref(pm_idpool *p, uint32_t h) {
   entry *e = pm_idtable_at(&p->tab, i);
   if (--e->refs)
     return;
+  p->tab.alloc->realloc(p->tab.alloc->ud, e->data, 0);
   pm_idtable_remove(&p->tab, i);
   free_handle(p, h);
   if (i < p->tab.count)
@@ -119,6 +139,12 @@ void pm_idpool_unref(pm_idpool *p, uint32_t h) {
 
 const uint8_t *pm_idpool_id(const pm_idpool *p, uint32_t h) {
   return pm_idtable_key(&p->tab, pm_idtable_at(&p->tab, p->pos[h]));
+}
+
+const uint8_t *pm_idpool_data(const pm_idpool *p, uint32_t h, size_t *len) {
+  const entry *e = pm_idtable_at(&p->tab, p->pos[h]);
+  *len = e->len;
+  return e->data;
 }
 
 void pm_idpool_prefetch(const pm_idpool *p, const uint8_t id[PM_NODE_ID_LEN]) {

@@ -9,14 +9,27 @@
  * end is shorter than the frame that did not fit, so the chunks take at
  * most about twice the byte budget. An entry holds no copy of the ID: the
  * frame has it, at id_offset (32 bytes less per frame, a quarter of what a
- * node keeps per message of a busy mesh, besides the frame). */
+ * node keeps per message of a busy mesh, besides the frame).
+ *
+ * With a pool (the nodes of one simulator partition share one), the
+ * frames live there instead, one copy for all, and an entry keeps the
+ * frame's handle and its own bytes at var_offset (a Flood's hop count);
+ * the chunks stay unused. */
 #include "msgcache.h"
 
 #include <string.h>
 
+#include "idpool.h"
+
 typedef struct entry {
   uint64_t at;
-  uint8_t *frame; /* in a chunk */
+  union {
+    uint8_t *frame; /* in a chunk */
+    struct {        /* with a pool: the frame's handle there, and the */
+      uint32_t h;   /* bytes at var_offset this copy has */
+      uint8_t var[PM_MSGCACHE_VAR_LEN];
+    } pooled;
+  } u;
   uint32_t len;
   uint32_t background;
 } entry;
@@ -38,17 +51,22 @@ typedef struct chunk {
 
 struct pm_msgcache {
   const pm_allocator *alloc;
+  pm_idpool *pool; /* NULL: frames in the chunks */
   size_t max_bytes;
   uint64_t ttl;
-  size_t id_offset; /* of the ID in each frame */
+  size_t id_offset;  /* of the ID in each frame */
+  size_t var_offset; /* with a pool: of the bytes each copy has its own */
+  uint8_t *out;      /* with a pool: the frame pm_msgcache_get gave */
+  size_t out_cap;
   entry *ring;
   size_t head, count, cap;
   size_t bytes;        /* of the frames held */
   chunk *first, *last; /* oldest and newest */
 };
 
-pm_msgcache *pm_msgcache_new(const pm_allocator *alloc, size_t max_bytes,
-                             uint64_t ttl_ms, size_t id_offset) {
+pm_msgcache *pm_msgcache_new(const pm_allocator *alloc, pm_idpool *pool,
+                             size_t max_bytes, uint64_t ttl_ms,
+                             size_t id_offset, size_t var_offset) {
   if (!alloc)
     alloc = pm_allocator_default();
   if (max_bytes == 0)
@@ -60,7 +78,9 @@ pm_msgcache *pm_msgcache_new(const pm_allocator *alloc, size_t max_bytes,
   c->alloc = alloc;
   c->max_bytes = max_bytes;
   c->ttl = ttl_ms;
+  c->pool = pool;
   c->id_offset = id_offset;
+  c->var_offset = var_offset;
   return c;
 }
 
@@ -75,9 +95,13 @@ static void free_first_chunk(pm_msgcache *c) {
 static void drop_oldest(pm_msgcache *c) {
   entry *e = &c->ring[c->head];
   c->bytes -= e->len;
-  e->frame = NULL;
   c->head = (c->head + 1) % c->cap;
   c->count--;
+  if (c->pool) {
+    pm_idpool_unref(c->pool, e->u.pooled.h);
+    return;
+  }
+  e->u.frame = NULL;
   /* The newest chunk stays, emptied, for the frames to come. */
   if (--c->first->frames == 0) {
     if (c->first != c->last)
@@ -90,8 +114,11 @@ static void drop_oldest(pm_msgcache *c) {
 void pm_msgcache_free(pm_msgcache *c) {
   if (!c)
     return;
+  while (c->pool && c->count)
+    drop_oldest(c);
   while (c->first)
     free_first_chunk(c);
+  c->alloc->realloc(c->alloc->ud, c->out, 0);
   if (c->ring)
     c->alloc->realloc(c->alloc->ud, c->ring, 0);
   c->alloc->realloc(c->alloc->ud, c, 0);
@@ -156,6 +183,25 @@ void pm_msgcache_prefetch(const pm_msgcache *c) {
     __builtin_prefetch(&c->ring[(c->head + c->count) % c->cap], 1);
 }
 
+/* The ID of entry `e`. */
+static const uint8_t *id_of(const pm_msgcache *c, const entry *e) {
+  return c->pool ? pm_idpool_id(c->pool, e->u.pooled.h)
+                 : e->u.frame + c->id_offset;
+}
+
+/* Keeps `frame` in the pool: one copy for every cache that has it. */
+static int put_pooled(pm_msgcache *c, entry *e, const uint8_t *frame,
+                      size_t len) {
+  if (len < c->var_offset + PM_MSGCACHE_VAR_LEN)
+    return PM_ERR_INVAL;
+  uint32_t h = pm_idpool_ref_data(c->pool, frame + c->id_offset, frame, len);
+  if (h == PM_IDPOOL_NONE)
+    return PM_ERR_NOMEM;
+  e->u.pooled.h = h;
+  memcpy(e->u.pooled.var, frame + c->var_offset, PM_MSGCACHE_VAR_LEN);
+  return 0;
+}
+
 int pm_msgcache_put(pm_msgcache *c, const uint8_t *frame, size_t len,
                     int background, uint64_t now) {
   /* No sweep by age here (one more cache miss per message): the byte
@@ -168,13 +214,19 @@ int pm_msgcache_put(pm_msgcache *c, const uint8_t *frame, size_t len,
     drop_oldest(c);
   if (c->count == c->cap && grow(c) != 0)
     return PM_ERR_NOMEM;
-  uint8_t *copy = room(c, len);
-  if (!copy)
-    return PM_ERR_NOMEM;
-  memcpy(copy, frame, len);
   entry *e = &c->ring[(c->head + c->count) % c->cap];
+  if (c->pool) {
+    int rc = put_pooled(c, e, frame, len);
+    if (rc)
+      return rc;
+  } else {
+    uint8_t *copy = room(c, len);
+    if (!copy)
+      return PM_ERR_NOMEM;
+    memcpy(copy, frame, len);
+    e->u.frame = copy;
+  }
   e->at = now;
-  e->frame = copy;
   e->len = (uint32_t)len;
   e->background = background != 0;
   c->count++;
@@ -189,10 +241,24 @@ const uint8_t *pm_msgcache_get(pm_msgcache *c, const uint8_t id[PM_MSG_ID_LEN],
    * scan is linear, which is fine for the rare Graft. */
   for (size_t i = c->count; i-- > 0;) {
     entry *e = &c->ring[(c->head + i) % c->cap];
-    if (memcmp(e->frame + c->id_offset, id, PM_MSG_ID_LEN) == 0) {
+    if (memcmp(id_of(c, e), id, PM_MSG_ID_LEN) != 0)
+      continue;
+    if (!c->pool) {
       *len = e->len;
-      return e->frame;
+      return e->u.frame;
     }
+    /* The pool's copy, with this cache's own bytes at var_offset. */
+    const uint8_t *f = pm_idpool_data(c->pool, e->u.pooled.h, len);
+    if (*len > c->out_cap) {
+      uint8_t *o = c->alloc->realloc(c->alloc->ud, c->out, *len);
+      if (!o)
+        return NULL;
+      c->out = o;
+      c->out_cap = *len;
+    }
+    memcpy(c->out, f, *len);
+    memcpy(c->out + c->var_offset, e->u.pooled.var, PM_MSGCACHE_VAR_LEN);
+    return c->out;
   }
   return NULL;
 }
@@ -206,8 +272,7 @@ size_t pm_msgcache_recent(const pm_msgcache *c, uint64_t since, uint8_t *ids,
       if (e->at < since)
         break;
       if (e->background == background)
-        memcpy(ids + n++ * PM_MSG_ID_LEN, e->frame + c->id_offset,
-               PM_MSG_ID_LEN);
+        memcpy(ids + n++ * PM_MSG_ID_LEN, id_of(c, e), PM_MSG_ID_LEN);
     }
   return n;
 }

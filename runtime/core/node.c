@@ -2060,9 +2060,9 @@ int pm_node_new(const pm_node_config *cfg, pm_node **out) {
   pm_buf_init(&n->scratch, a);
   pm_buf_init(&n->fwd, a);
   n->seen = pm_dedup_new(a, DEDUP_CAPACITY, DEDUP_TTL_MS);
-  n->cache =
-      pm_msgcache_new(a, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES,
-                      CACHE_TTL_MS, PM_FRAME_HEADER);
+  n->cache = pm_msgcache_new(
+      a, cfg->frames, cfg->cache_bytes ? cfg->cache_bytes : CACHE_BYTES,
+      CACHE_TTL_MS, PM_FRAME_HEADER, PM_FRAME_HEADER + PM_FLOOD_HOPS_OFFSET);
   n->missing = pm_missing_new(a, MISSING_CAPACITY);
   n->authors = pm_authors_new(a, cfg->ids, AUTHORS_CAPACITY);
   n->member_capacity =

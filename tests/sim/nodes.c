@@ -280,6 +280,7 @@ void sim_node_start(sim_part *p, uint32_t h, uint32_t n, int restart) {
   static const pm_signer signer = {sim_sign, sim_verify, NULL};
   cfg.signer = &signer;
   cfg.ids = p->ids;
+  cfg.frames = p->frames;
   /* A restarted node counts on from above its earlier incarnation. */
   cfg.first_seq = p->now * 1000 + 1;
   int rc = pm_node_new(&cfg, &nd->core);

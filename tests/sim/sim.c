@@ -355,7 +355,8 @@ int sim_run(const sim_opts *o, sim_result *r, int teardown) {
     sim_evq_init(&p->q);
     sim_net_init(p);
     p->ids = pm_idpool_new(NULL);
-    if (!p->ids) {
+    p->frames = pm_idpool_new(NULL);
+    if (!p->ids || !p->frames) {
       fprintf(stderr, "peermesh-sim: out of memory\n");
       exit(3);
     }
@@ -428,6 +429,7 @@ int sim_run(const sim_opts *o, sim_result *r, int teardown) {
     sim_evq_free(&s->parts[i].q);
     free(s->parts[i].started);
     pm_idpool_free(s->parts[i].ids);
+    pm_idpool_free(s->parts[i].frames);
   }
   sim_metrics_free(s);
   sim_heap_free(&s->gq);

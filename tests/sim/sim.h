@@ -315,6 +315,7 @@ typedef struct sim_part {
    * once here instead of once per node (peermesh/idpool.h): a partition's
    * nodes never run at the same time. */
   pm_idpool *ids;
+  pm_idpool *frames; /* and their payload caches' frames */
 } sim_part;
 
 typedef struct sim {

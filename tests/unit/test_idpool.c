@@ -90,6 +90,33 @@ static void test_handles_stay_put(void) {
   pm_idpool_free(p);
 }
 
+/* Data kept with an ID is the first reference's, and stays while any
+ * reference does. */
+static void test_data_kept_with_id(void) {
+  pm_idpool *p = pm_idpool_new(NULL);
+  uint8_t id[PM_NODE_ID_LEN];
+  make_id(id, 5);
+  const uint8_t first[] = "first", second[] = "second!";
+  uint32_t h = pm_idpool_ref_data(p, id, first, sizeof first);
+  CHECK(h != PM_IDPOOL_NONE);
+  CHECK_INT(pm_idpool_ref_data(p, id, second, sizeof second), h);
+  size_t len = 0;
+  const uint8_t *d = pm_idpool_data(p, h, &len);
+  CHECK_INT(len, sizeof first);
+  CHECK(d != first);
+  CHECK_MEM(d, first, sizeof first);
+  pm_idpool_unref(p, h);
+  CHECK_MEM(pm_idpool_data(p, h, &len), first, sizeof first);
+  pm_idpool_unref(p, h);
+  CHECK_INT(pm_idpool_count(p), 0);
+  /* An ID without data has none. */
+  h = pm_idpool_ref(p, id);
+  CHECK(pm_idpool_data(p, h, &len) == NULL);
+  CHECK_INT(len, 0);
+  pm_idpool_unref(p, h);
+  pm_idpool_free(p);
+}
+
 typedef struct item {
   uint32_t value;
 } item;
@@ -175,4 +202,5 @@ static void test_allocation_failures(void) {
 }
 
 TEST_MAIN(TEST_CASE(test_refs_count), TEST_CASE(test_handles_stay_put),
-          TEST_CASE(test_tables_share), TEST_CASE(test_allocation_failures))
+          TEST_CASE(test_data_kept_with_id), TEST_CASE(test_tables_share),
+          TEST_CASE(test_allocation_failures))

@@ -5,13 +5,12 @@
 #include <string.h>
 
 #include "idtable.h"
+#include "pooled.h"
 #include "test.h"
 
 typedef struct item {
   uint32_t value;
 } item;
-
-static pm_idpool *pool; /* NULL: IDs in the entries */
 
 static int init(pm_idtable *t, uint32_t capacity) {
   return pm_idtable_init(t, NULL, pool, sizeof(item), capacity);
@@ -254,18 +253,6 @@ static void test_prefetch_is_harmless(void) {
   CHECK_INT(pm_idtable_find(&t, a), 0);
   CHECK_INT(pm_idtable_find(&t, b), PM_IDTABLE_NONE);
   pm_idtable_fini(&t);
-}
-
-/* Runs `fn` on tables whose IDs live in a pool. */
-static void pooled(void (*fn)(void)) {
-  pool = pm_idpool_new(NULL);
-  CHECK(pool != NULL);
-  if (!pool)
-    return;
-  fn();
-  CHECK_INT(pm_idpool_count(pool), 0);
-  pm_idpool_free(pool);
-  pool = NULL;
 }
 
 static void test_add_find_remove_pooled(void) {

@@ -1,4 +1,7 @@
-/* Unit tests for runtime/core/msgcache.c: payloads kept for Graft. */
+/* Unit tests for runtime/core/msgcache.c: payloads kept for Graft. The
+ * cases run twice: frames in the cache's own chunks, and frames in a pool
+ * (which must hold none once the cache is freed). */
+#include "pooled.h"
 #include "test.h"
 
 #include <stdlib.h>
@@ -8,6 +11,12 @@
 /* Frames hold their ID at OFF, as Flood frames do after their header. */
 #define OFF 6
 #define MIN_FRAME (OFF + PM_MSG_ID_LEN)
+/* With a pool, the bytes each cache keeps its own of, as a Flood's hops. */
+#define VAR 2
+
+static pm_msgcache *new_cache(size_t max_bytes, uint64_t ttl_ms) {
+  return pm_msgcache_new(NULL, pool, max_bytes, ttl_ms, OFF, VAR);
+}
 
 static void make_id(uint8_t id[PM_MSG_ID_LEN], uint8_t v) {
   memset(id, v, PM_MSG_ID_LEN);
@@ -36,7 +45,7 @@ static int frame_is(const uint8_t *f, size_t len,
 }
 
 static void test_put_and_get(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 1000, 60000, OFF);
+  pm_msgcache *c = new_cache(1000, 60000);
   uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME + 9];
   pm_msgcache_prefetch(c); /* a hint only, even with nothing held yet */
   make_id(id, 1);
@@ -64,7 +73,7 @@ static void test_put_and_get(void) {
 }
 
 static void test_ttl(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 1000, 100, OFF);
+  pm_msgcache *c = new_cache(1000, 100);
   uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME];
   make_id(id, 1);
   make_frame(frame, sizeof frame, id, 'x');
@@ -79,7 +88,7 @@ static void test_ttl(void) {
 
 /* Emptied by age, a cache takes a frame larger than what held the last. */
 static void test_refill_with_larger_frame(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 10000, 100, OFF);
+  pm_msgcache *c = new_cache(10000, 100);
   uint8_t id[PM_MSG_ID_LEN], small[MIN_FRAME];
   make_id(id, 1);
   make_frame(small, sizeof small, id, 'x');
@@ -97,7 +106,7 @@ static void test_refill_with_larger_frame(void) {
 }
 
 static void test_byte_budget_evicts_oldest(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 100, 60000, OFF);
+  pm_msgcache *c = new_cache(100, 60000);
   uint8_t frame[40], id[PM_MSG_ID_LEN];
   for (uint8_t i = 1; i <= 10; i++) {
     make_id(id, i);
@@ -124,7 +133,7 @@ static void test_byte_budget_evicts_oldest(void) {
 }
 
 static void test_many_entries_grow_and_free(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 20, 60000, OFF);
+  pm_msgcache *c = new_cache(1 << 20, 60000);
   uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME + 8];
   for (uint32_t i = 0; i < 5000; i++) {
     num_id(id, i);
@@ -137,7 +146,7 @@ static void test_many_entries_grow_and_free(void) {
   const uint8_t *f = pm_msgcache_get(c, id, &len, 5000);
   CHECK(f != NULL && len == sizeof frame && frame_is(f, len, id, 'a'));
   pm_msgcache_free(c);
-  CHECK(pm_msgcache_new(NULL, 0, 1, OFF) == NULL);
+  CHECK(new_cache(0, 1) == NULL);
 }
 
 /* Frames of many sizes, one of 40,000 bytes,
@@ -145,7 +154,7 @@ static void test_many_entries_grow_and_free(void) {
  * is gone reads as gone, and an emptied cache fills again. */
 static void test_budget_and_age_keep_frames_intact(void) {
   enum { N = 600, BUDGET = 100000 };
-  pm_msgcache *c = pm_msgcache_new(NULL, BUDGET, 60000, OFF);
+  pm_msgcache *c = new_cache(BUDGET, 60000);
   static uint8_t frame[40000];
   uint8_t id[PM_MSG_ID_LEN];
   size_t sizes[N];
@@ -189,7 +198,7 @@ static void test_budget_and_age_keep_frames_intact(void) {
  * newest first, the background ones (presence) after all the others, so
  * that a burst of them cannot crowd the others out of the `max`. */
 static void test_recent_background_last(void) {
-  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 16, 60000, OFF);
+  pm_msgcache *c = new_cache(1 << 16, 60000);
   uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME];
   for (uint8_t i = 1; i <= 6; i++) {
     make_id(id, i);
@@ -232,7 +241,7 @@ static int frames_intact(pm_msgcache *c, uint32_t from, uint32_t to,
 
 static void test_frames_survive_every_drop(void) {
   enum { N = 300, TTL = 1000 };
-  pm_msgcache *c = pm_msgcache_new(NULL, 1 << 20, TTL, OFF);
+  pm_msgcache *c = new_cache(1 << 20, TTL);
   static uint8_t frame[20000];
   uint8_t id[PM_MSG_ID_LEN];
   uint64_t t = 0;
@@ -290,7 +299,7 @@ static void test_memory_within_twice_the_budget(void) {
   static uint8_t frame[2200];
   size_t most = 0;
   int within = 1;
-  pm_msgcache *c = pm_msgcache_new(&counting, BUDGET, 60000, OFF);
+  pm_msgcache *c = pm_msgcache_new(&counting, NULL, BUDGET, 60000, OFF, OFF);
   for (uint32_t i = 0; i < 8000; i++) {
     size_t len = i < 2000 ? 1005 : i < 5000 ? 64 : sizes[i % 8];
     uint8_t id[PM_MSG_ID_LEN];
@@ -309,10 +318,93 @@ static void test_memory_within_twice_the_budget(void) {
   CHECK_INT(live_bytes, 0);
 }
 
+/* Two caches share a pool: one copy of a frame, each cache with its own
+ * bytes at VAR; the copy goes when neither holds the frame. */
+static void test_pool_shared_by_caches(void) {
+  pm_idpool *p = pm_idpool_new(NULL);
+  pm_msgcache *a = pm_msgcache_new(NULL, p, 1000, 60000, OFF, VAR);
+  pm_msgcache *b = pm_msgcache_new(NULL, p, 1000, 100, OFF, VAR);
+  uint8_t id[PM_MSG_ID_LEN], frame[MIN_FRAME + 20];
+  make_id(id, 7);
+  make_frame(frame, sizeof frame, id, 0x55);
+  frame[VAR] = 1;
+  frame[VAR + 1] = 2;
+  CHECK_INT(pm_msgcache_put(a, frame, sizeof frame, 0, 0), 0);
+  frame[VAR] = 3;
+  frame[VAR + 1] = 4;
+  CHECK_INT(pm_msgcache_put(b, frame, sizeof frame, 0, 0), 0);
+  CHECK_INT(pm_idpool_count(p), 1);
+  size_t len = 0;
+  const uint8_t *f = pm_msgcache_get(a, id, &len, 10);
+  CHECK(f != NULL);
+  CHECK_INT(len, sizeof frame);
+  if (f) {
+    CHECK_INT(f[VAR], 1);
+    CHECK_INT(f[VAR + 1], 2);
+    CHECK_MEM(f + OFF, id, PM_MSG_ID_LEN);
+    CHECK_INT(f[sizeof frame - 1], 0x55);
+  }
+  f = pm_msgcache_get(b, id, &len, 10);
+  CHECK(f != NULL);
+  if (f) {
+    CHECK_INT(f[VAR], 3);
+    CHECK_INT(f[VAR + 1], 4);
+  }
+  pm_msgcache_expire(b, 200); /* b's TTL passes: a still holds it */
+  CHECK(pm_msgcache_get(b, id, &len, 200) == NULL);
+  CHECK_INT(pm_idpool_count(p), 1);
+  CHECK(pm_msgcache_get(a, id, &len, 200) != NULL);
+  pm_msgcache_free(a);
+  CHECK_INT(pm_idpool_count(p), 0);
+  pm_msgcache_free(b);
+  pm_idpool_free(p);
+}
+
+static void test_refill_with_larger_frame_pooled(void) {
+  pooled(test_refill_with_larger_frame);
+}
+
+static void test_put_and_get_pooled(void) {
+  pooled(test_put_and_get);
+}
+
+static void test_recent_background_last_pooled(void) {
+  pooled(test_recent_background_last);
+}
+
+static void test_frames_survive_every_drop_pooled(void) {
+  pooled(test_frames_survive_every_drop);
+}
+
+static void test_budget_and_age_keep_frames_intact_pooled(void) {
+  pooled(test_budget_and_age_keep_frames_intact);
+}
+
+static void test_ttl_pooled(void) {
+  pooled(test_ttl);
+}
+
+static void test_byte_budget_evicts_oldest_pooled(void) {
+  pooled(test_byte_budget_evicts_oldest);
+}
+
+static void test_many_entries_grow_and_free_pooled(void) {
+  pooled(test_many_entries_grow_and_free);
+}
+
 TEST_MAIN(TEST_CASE(test_memory_within_twice_the_budget),
-          TEST_CASE(test_refill_with_larger_frame), TEST_CASE(test_put_and_get),
+          TEST_CASE(test_refill_with_larger_frame),
+          TEST_CASE(test_refill_with_larger_frame_pooled),
+          TEST_CASE(test_put_and_get), TEST_CASE(test_put_and_get_pooled),
           TEST_CASE(test_recent_background_last),
+          TEST_CASE(test_recent_background_last_pooled),
           TEST_CASE(test_frames_survive_every_drop),
+          TEST_CASE(test_frames_survive_every_drop_pooled),
           TEST_CASE(test_budget_and_age_keep_frames_intact),
-          TEST_CASE(test_ttl), TEST_CASE(test_byte_budget_evicts_oldest),
-          TEST_CASE(test_many_entries_grow_and_free))
+          TEST_CASE(test_budget_and_age_keep_frames_intact_pooled),
+          TEST_CASE(test_ttl), TEST_CASE(test_ttl_pooled),
+          TEST_CASE(test_byte_budget_evicts_oldest),
+          TEST_CASE(test_byte_budget_evicts_oldest_pooled),
+          TEST_CASE(test_many_entries_grow_and_free),
+          TEST_CASE(test_many_entries_grow_and_free_pooled),
+          TEST_CASE(test_pool_shared_by_caches))

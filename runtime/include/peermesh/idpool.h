@@ -1,16 +1,19 @@
-/* A pool of node IDs shared by the nodes of one process.
+/* A pool of 32-byte IDs shared by the nodes of one process.
  *
  * Every node keeps a table of the mesh's members and one of the authors it
- * heard from, each entry keyed by a 32-byte node ID. A process that runs
- * many nodes of one mesh (the simulator runs thousands) would hold every
- * ID once per node; nodes given the same pool (pm_node_config.ids) keep
- * each ID once in the pool and a 4-byte handle per entry instead, with
- * the same behaviour. The pool counts the entries that use an ID and
- * forgets it when none does.
+ * heard from, each entry keyed by a 32-byte node ID, and a cache of the
+ * messages it forwarded. A process that runs many nodes of one mesh (the
+ * simulator runs thousands) would hold every ID, and every message, once
+ * per node. Nodes given the same pool as pm_node_config.ids keep each node
+ * ID once in the pool and a 4-byte handle per entry instead; given the same
+ * pool as pm_node_config.frames, they keep one copy of each message frame
+ * (by message ID), each node with its own hop count. Their behaviour is the
+ * same. The pool counts the references to an ID and forgets it, with what
+ * it kept with it, when none is left.
  *
  * A pool is not thread-safe: the nodes sharing it must never run at the
- * same time, and it must outlive them. A node given no pool keeps its IDs
- * in its own entries. */
+ * same time, and it must outlive them. A node given no pool keeps its own
+ * copies. */
 #ifndef PEERMESH_IDPOOL_H
 #define PEERMESH_IDPOOL_H
 

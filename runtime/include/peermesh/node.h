@@ -101,6 +101,10 @@ typedef struct pm_node_config {
    * the other nodes this thread runs (peermesh/idpool.h), or NULL for the
    * node's own entries. It must outlive the node. */
   pm_idpool *ids;
+  /* The same for the payload cache's frames: one copy for all the nodes
+   * sharing the pool, each with its own hop count. NULL: its own copies.
+   * A pool for `ids` and one for `frames` are two pools. */
+  pm_idpool *frames;
 } pm_node_config;
 
 /* Creates a node. Returns 0 and sets *out, or PM_ERR_INVAL (bad mesh name,
