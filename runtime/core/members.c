@@ -45,9 +45,9 @@ struct pm_members {
   uint32_t bcount[PM_MEMBERS_BUCKETS]; /* live members per digest bucket */
   uint64_t bxor[PM_MEMBERS_BUCKETS];   /* XOR of their ID tags */
   uint64_t next_due;                   /* lower bound of the next expiry */
-  /* The same XOR per sub-bucket, PM_MEMBERS_SUBS a bucket: read only for
-   * buckets that differ, while bxor stays a few cache lines. */
-  uint64_t sxor[PM_MEMBERS_SUBBUCKETS];
+  /* The same XOR per sub-bucket is computed when asked for (only for a
+   * bucket that differs, from its few dozen members): kept up to date, it
+   * took a cache miss per change and 32 KiB per node. */
 };
 
 #define REBASE_AT (1u << 31)
@@ -132,13 +132,11 @@ static void toggle_live(pm_members *t, const entry *e, int up) {
   t->bcount[b] += up ? 1u : UINT32_MAX; /* -1, modulo 2^32 */
   uint64_t tag = pm_members_tag(id);
   t->bxor[b] ^= tag;
-  t->sxor[pm_members_sub(id)] ^= tag;
 }
 
 void pm_members_prefetch(const pm_members *t,
                          const uint8_t id[PM_NODE_ID_LEN]) {
   pm_idtable_prefetch(&t->tab, id);
-  __builtin_prefetch(&t->sxor[pm_members_sub(id)]);
 }
 
 void pm_members_prefetch_entry(const pm_members *t,
@@ -356,8 +354,16 @@ void pm_members_digest(const pm_members *t, uint32_t count[PM_MEMBERS_BUCKETS],
 
 void pm_members_subtags(const pm_members *t, uint8_t b,
                         uint64_t tags[PM_MEMBERS_SUBS]) {
-  memcpy(tags, t->sxor + (size_t)b * PM_MEMBERS_SUBS,
-         PM_MEMBERS_SUBS * sizeof *tags);
+  memset(tags, 0, PM_MEMBERS_SUBS * sizeof *tags);
+  pm_idtable_walk w;
+  pm_idtable_prefix(&t->tab, b, 8, &w);
+  for (uint32_t i; (i = pm_idtable_next(&t->tab, &w)) != PM_IDTABLE_NONE;) {
+    const entry *e = at(t, i);
+    if (!is_live(e))
+      continue;
+    const uint8_t *id = key(t, e);
+    tags[pm_members_sub(id) % PM_MEMBERS_SUBS] ^= pm_members_tag(id);
+  }
 }
 
 void pm_members_set_floor(pm_members *t, uint32_t floor_ms) {

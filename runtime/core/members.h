@@ -126,8 +126,8 @@ void pm_members_digest(const pm_members *t, uint32_t count[PM_MEMBERS_BUCKETS],
                        uint64_t tags[PM_MEMBERS_BUCKETS]);
 /* A bucket, finer: its members' sub-bucket (0..4095) is their ID's first
  * 12 bits, and pm_members_subtags gives the XOR of the tags in each of
- * bucket b's 16. The table keeps these up to date, so that two tables can
- * find which members they differ by reading only those members. */
+ * bucket b's 16, reading only bucket b's members: two tables find which
+ * members they differ by without reading the others. */
 uint32_t pm_members_sub(const uint8_t id[PM_NODE_ID_LEN]);
 void pm_members_subtags(const pm_members *t, uint8_t b,
                         uint64_t tags[PM_MEMBERS_SUBS]);

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "authors.h"
+#include "pooled.h"
 #include "test.h"
 
 static void key(uint8_t b, uint8_t out[PM_NODE_ID_LEN]) {
@@ -9,7 +10,7 @@ static void key(uint8_t b, uint8_t out[PM_NODE_ID_LEN]) {
 }
 
 static void test_accepts_each_seq_once(void) {
-  pm_authors *a = pm_authors_new(NULL, NULL, 16);
+  pm_authors *a = pm_authors_new(NULL, pool, 16);
   uint8_t k[PM_NODE_ID_LEN];
   key(1, k);
   CHECK(pm_authors_fresh(a, k, 5));
@@ -30,7 +31,7 @@ static void test_accepts_each_seq_once(void) {
 }
 
 static void test_window_slides(void) {
-  pm_authors *a = pm_authors_new(NULL, NULL, 16);
+  pm_authors *a = pm_authors_new(NULL, pool, 16);
   uint8_t k[PM_NODE_ID_LEN];
   key(1, k);
   for (uint64_t s = 1; s <= 100; s++)
@@ -52,7 +53,7 @@ static void test_window_slides(void) {
 }
 
 static void test_full_table_forgets_least_recent(void) {
-  pm_authors *a = pm_authors_new(NULL, NULL, 3);
+  pm_authors *a = pm_authors_new(NULL, pool, 3);
   uint8_t k[PM_NODE_ID_LEN];
   for (uint8_t b = 1; b <= 3; b++) {
     key(b, k);
@@ -75,7 +76,7 @@ static void test_full_table_forgets_least_recent(void) {
 }
 
 static void test_many_authors_grow(void) {
-  pm_authors *a = pm_authors_new(NULL, NULL, 1000);
+  pm_authors *a = pm_authors_new(NULL, pool, 1000);
   uint8_t k[PM_NODE_ID_LEN];
   memset(k, 0, sizeof k);
   for (uint32_t i = 0; i < 1000; i++) {
@@ -91,6 +92,27 @@ static void test_many_authors_grow(void) {
   pm_authors_free(a);
 }
 
-TEST_MAIN(TEST_CASE(test_accepts_each_seq_once), TEST_CASE(test_window_slides),
+/* Each case again, with the IDs in a pool. */
+static void test_accepts_each_seq_once_pooled(void) {
+  pooled(test_accepts_each_seq_once);
+}
+
+static void test_window_slides_pooled(void) {
+  pooled(test_window_slides);
+}
+
+static void test_full_table_forgets_least_recent_pooled(void) {
+  pooled(test_full_table_forgets_least_recent);
+}
+
+static void test_many_authors_grow_pooled(void) {
+  pooled(test_many_authors_grow);
+}
+
+TEST_MAIN(TEST_CASE(test_accepts_each_seq_once),
+          TEST_CASE(test_accepts_each_seq_once_pooled),
+          TEST_CASE(test_window_slides), TEST_CASE(test_window_slides_pooled),
           TEST_CASE(test_full_table_forgets_least_recent),
-          TEST_CASE(test_many_authors_grow))
+          TEST_CASE(test_full_table_forgets_least_recent_pooled),
+          TEST_CASE(test_many_authors_grow),
+          TEST_CASE(test_many_authors_grow_pooled))

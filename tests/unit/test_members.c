@@ -1,5 +1,6 @@
 /* The member table (runtime/core/members.h), with literal timestamps. */
 #include "members.h"
+#include "pooled.h"
 #include "test.h"
 
 #define SUSPECT 10000
@@ -121,7 +122,7 @@ static void on_failed(void *ud, const uint8_t id[PM_NODE_ID_LEN]) {
 }
 
 static void test_alive_joins_once(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   CHECK_INT(alive(t, 1, 5, 1000), PM_MEMBERS_JOINED);
   CHECK_INT(alive(t, 1, 5, 2000), PM_MEMBERS_NONE); /* refresh */
   CHECK_INT(alive(t, 1, 6, 3000), PM_MEMBERS_NONE);
@@ -135,7 +136,7 @@ static void test_alive_joins_once(void) {
 }
 
 static void test_leave(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   CHECK_INT(leave(t, 1, 0, 1000), PM_MEMBERS_NONE); /* unknown */
   CHECK_INT(state_of(t, 1), 0);
   CHECK_INT(alive(t, 1, 3, 1000), PM_MEMBERS_JOINED);
@@ -153,7 +154,7 @@ static void test_leave(void) {
 }
 
 static void test_suspect_fails_after_timeout(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   CHECK_INT(suspect(t, 1, 0, 1000), PM_MEMBERS_NONE); /* unknown */
   CHECK_INT(alive(t, 1, 2, 1000), PM_MEMBERS_JOINED);
@@ -188,7 +189,7 @@ static void test_suspect_fails_after_timeout(void) {
 }
 
 static void test_refuted_suspicion(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   CHECK_INT(alive(t, 1, 7, 1000), PM_MEMBERS_JOINED);
   CHECK_INT(suspect(t, 1, 7, 2000), PM_MEMBERS_SUSPECTED);
@@ -204,7 +205,7 @@ static void test_refuted_suspicion(void) {
 }
 
 static void test_silent_member_fails(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   CHECK_INT(alive(t, 1, 0, 1000), PM_MEMBERS_JOINED);
   CHECK_INT(alive(t, 2, 0, 1000), PM_MEMBERS_JOINED);
@@ -223,7 +224,7 @@ static void test_silent_member_fails(void) {
 }
 
 static void test_capacity_evicts_gone_first(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 4, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 4, SUSPECT);
   for (uint32_t k = 1; k <= 4; k++)
     CHECK_INT(alive(t, k, 0, 1000 * k), PM_MEMBERS_JOINED);
   CHECK_INT(leave(t, 3, 0, 5000), PM_MEMBERS_LEFT);
@@ -249,7 +250,7 @@ static void test_capacity_evicts_gone_first(void) {
 static void test_times_far_from_zero_and_apart(void) {
   const uint64_t t0 = 5000000000000ull; /* the clock does not start at 0 */
   const uint64_t day = 24ull * 3600 * 1000;
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   CHECK_INT(alive(t, 1, 0, t0), PM_MEMBERS_JOINED);
   CHECK_INT(last_heard_of(t, 1), t0);
@@ -274,7 +275,7 @@ static void test_times_far_from_zero_and_apart(void) {
 
 /* Intervals are kept in tenths of a second, rounded up, and bounded. */
 static void test_interval_kept_in_tenths(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   uint8_t id[PM_NODE_ID_LEN];
   uint32_t ivs[] = {30000, 22501, 10000000};
   uint32_t want[] = {30000, 22600, 6553500};
@@ -292,7 +293,7 @@ static void test_interval_kept_in_tenths(void) {
 }
 
 static void test_many_members_grow_and_list(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 5000, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 5000, SUSPECT);
   for (uint32_t k = 0; k < 6000; k++)
     CHECK_INT(alive(t, k, 0, 1000 + k), PM_MEMBERS_JOINED);
   CHECK_INT(pm_members_count(t), 5000);
@@ -315,7 +316,7 @@ static void test_many_members_grow_and_list(void) {
 /* ---- vouch: second-hand alive entries ---------------------------------- */
 
 static void test_vouch_adds_unknown(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   CHECK_INT(vouch(t, 1, 4, 1000), PM_MEMBERS_JOINED);
   CHECK_INT(state_of(t, 1), PM_MEMBER_ALIVE);
@@ -339,7 +340,7 @@ static void test_vouch_adds_unknown(void) {
 }
 
 static void test_vouch_alive_needs_newer_incarnation(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   CHECK_INT(alive(t, 1, 5, 1000), PM_MEMBERS_JOINED);
   /* The same incarnation second-hand: not even a refresh. */
   CHECK_INT(vouch(t, 1, 5, 2000), PM_MEMBERS_NONE);
@@ -364,7 +365,7 @@ static void test_vouch_alive_needs_newer_incarnation(void) {
 }
 
 static void test_vouch_clears_suspicion(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   CHECK_INT(alive(t, 1, 2, 1000), PM_MEMBERS_JOINED);
   CHECK_INT(suspect(t, 1, 2, 2000), PM_MEMBERS_SUSPECTED);
@@ -387,7 +388,7 @@ static void test_vouch_clears_suspicion(void) {
 }
 
 static void test_vouch_cannot_revive_same_incarnation(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   /* Failed: 1000 + 3 x 30000 + 10000. */
   CHECK_INT(alive(t, 1, 2, 1000), PM_MEMBERS_JOINED);
@@ -431,7 +432,7 @@ static int ask(pm_members *t, uint32_t k, uint32_t inc) {
 }
 
 static void test_ask_once_per_failed_incarnation(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   CHECK_INT(alive(t, 1, 2, 1000), PM_MEMBERS_JOINED);
   CHECK_INT(alive(t, 2, 2, 1000), PM_MEMBERS_JOINED);
@@ -491,7 +492,7 @@ static void test_sub_buckets(void) {
   id[0] = 0x45;
   id[1] = 0xa7;
   CHECK_INT(pm_members_sub(id), 0x45a);
-  pm_members *t = pm_members_new(NULL, NULL, 64, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 64, SUSPECT);
   /* Member 1 + 256 * 16 * j: bucket 1, sub-bucket 0x010 + j; and 17
    * (bucket 17), which shares no sub-bucket with them. */
   uint32_t keys[5] = {1, 1 + 4096, 1 + 2 * 4096, 1 + 2 * 4096 + 256, 17};
@@ -520,7 +521,7 @@ static void test_sub_buckets(void) {
 }
 
 static void test_digest_follows_changes(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   /* 1 and 33 share bucket 1; 2 and 70 have buckets 2 and 6. */
   CHECK(digest_is(t, NULL, 0));
@@ -567,7 +568,7 @@ static void test_digest_follows_changes(void) {
 }
 
 static void test_digest_follows_eviction(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 4, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 4, SUSPECT);
   CHECK_INT(alive(t, 1, 0, 1000), PM_MEMBERS_JOINED);
   CHECK_INT(alive(t, 33, 0, 2000), PM_MEMBERS_JOINED);
   CHECK_INT(alive(t, 2, 0, 3000), PM_MEMBERS_JOINED);
@@ -595,8 +596,8 @@ static void test_digest_follows_eviction(void) {
 }
 
 static void test_digest_independent_of_order(void) {
-  pm_members *a = pm_members_new(NULL, NULL, 256, SUSPECT);
-  pm_members *b = pm_members_new(NULL, NULL, 256, SUSPECT);
+  pm_members *a = pm_members_new(NULL, pool, 256, SUSPECT);
+  pm_members *b = pm_members_new(NULL, pool, 256, SUSPECT);
   uint32_t keys[100];
   for (uint32_t k = 0; k < 100; k++) {
     keys[k] = k * 7; /* several per bucket */
@@ -642,7 +643,7 @@ static void test_digest_independent_of_order(void) {
 /* ---- floor ------------------------------------------------------------- */
 
 static void test_floor_extends_silence(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   /* Announced 30 s, floor 50 s: fails at 1000 + 3 x 50000 + 10000, not at
    * 1000 + 3 x 30000 + 10000. Member 1 came before the floor was set,
@@ -666,7 +667,7 @@ static void test_floor_extends_silence(void) {
 }
 
 static void test_floor_below_interval_changes_nothing(void) {
-  pm_members *t = pm_members_new(NULL, NULL, 16, SUSPECT);
+  pm_members *t = pm_members_new(NULL, pool, 16, SUSPECT);
   nfailed = 0;
   /* Floor 10 s, announced 30 s: the announced one counts (1000 + 3 x 30000
    * + 10000), not the floor (1000 + 3 x 10000 + 10000). */
@@ -682,29 +683,127 @@ static void test_floor_below_interval_changes_nothing(void) {
   pm_members_free(t);
 }
 
-int main(void) {
-  static const struct pm_test_case cases[] = {
-      TEST_CASE(test_alive_joins_once),
-      TEST_CASE(test_leave),
-      TEST_CASE(test_suspect_fails_after_timeout),
-      TEST_CASE(test_refuted_suspicion),
-      TEST_CASE(test_silent_member_fails),
-      TEST_CASE(test_capacity_evicts_gone_first),
-      TEST_CASE(test_times_far_from_zero_and_apart),
-      TEST_CASE(test_interval_kept_in_tenths),
-      TEST_CASE(test_many_members_grow_and_list),
-      TEST_CASE(test_vouch_adds_unknown),
-      TEST_CASE(test_vouch_alive_needs_newer_incarnation),
-      TEST_CASE(test_vouch_clears_suspicion),
-      TEST_CASE(test_vouch_cannot_revive_same_incarnation),
-      TEST_CASE(test_ask_once_per_failed_incarnation),
-      TEST_CASE(test_bucket_and_tag),
-      TEST_CASE(test_sub_buckets),
-      TEST_CASE(test_digest_follows_changes),
-      TEST_CASE(test_digest_follows_eviction),
-      TEST_CASE(test_digest_independent_of_order),
-      TEST_CASE(test_floor_extends_silence),
-      TEST_CASE(test_floor_below_interval_changes_nothing),
-  };
-  return pm_test_run(cases, sizeof cases / sizeof cases[0]);
+/* Each case again, with the IDs in a pool. */
+static void test_alive_joins_once_pooled(void) {
+  pooled(test_alive_joins_once);
 }
+
+static void test_leave_pooled(void) {
+  pooled(test_leave);
+}
+
+static void test_suspect_fails_after_timeout_pooled(void) {
+  pooled(test_suspect_fails_after_timeout);
+}
+
+static void test_refuted_suspicion_pooled(void) {
+  pooled(test_refuted_suspicion);
+}
+
+static void test_silent_member_fails_pooled(void) {
+  pooled(test_silent_member_fails);
+}
+
+static void test_capacity_evicts_gone_first_pooled(void) {
+  pooled(test_capacity_evicts_gone_first);
+}
+
+static void test_times_far_from_zero_and_apart_pooled(void) {
+  pooled(test_times_far_from_zero_and_apart);
+}
+
+static void test_interval_kept_in_tenths_pooled(void) {
+  pooled(test_interval_kept_in_tenths);
+}
+
+static void test_many_members_grow_and_list_pooled(void) {
+  pooled(test_many_members_grow_and_list);
+}
+
+static void test_vouch_adds_unknown_pooled(void) {
+  pooled(test_vouch_adds_unknown);
+}
+
+static void test_vouch_alive_needs_newer_incarnation_pooled(void) {
+  pooled(test_vouch_alive_needs_newer_incarnation);
+}
+
+static void test_vouch_clears_suspicion_pooled(void) {
+  pooled(test_vouch_clears_suspicion);
+}
+
+static void test_vouch_cannot_revive_same_incarnation_pooled(void) {
+  pooled(test_vouch_cannot_revive_same_incarnation);
+}
+
+static void test_ask_once_per_failed_incarnation_pooled(void) {
+  pooled(test_ask_once_per_failed_incarnation);
+}
+
+static void test_bucket_and_tag_pooled(void) {
+  pooled(test_bucket_and_tag);
+}
+
+static void test_sub_buckets_pooled(void) {
+  pooled(test_sub_buckets);
+}
+
+static void test_digest_follows_changes_pooled(void) {
+  pooled(test_digest_follows_changes);
+}
+
+static void test_digest_follows_eviction_pooled(void) {
+  pooled(test_digest_follows_eviction);
+}
+
+static void test_digest_independent_of_order_pooled(void) {
+  pooled(test_digest_independent_of_order);
+}
+
+static void test_floor_extends_silence_pooled(void) {
+  pooled(test_floor_extends_silence);
+}
+
+static void test_floor_below_interval_changes_nothing_pooled(void) {
+  pooled(test_floor_below_interval_changes_nothing);
+}
+
+TEST_MAIN(TEST_CASE(test_alive_joins_once),
+          TEST_CASE(test_alive_joins_once_pooled), TEST_CASE(test_leave),
+          TEST_CASE(test_leave_pooled),
+          TEST_CASE(test_suspect_fails_after_timeout),
+          TEST_CASE(test_suspect_fails_after_timeout_pooled),
+          TEST_CASE(test_refuted_suspicion),
+          TEST_CASE(test_refuted_suspicion_pooled),
+          TEST_CASE(test_silent_member_fails),
+          TEST_CASE(test_silent_member_fails_pooled),
+          TEST_CASE(test_capacity_evicts_gone_first),
+          TEST_CASE(test_capacity_evicts_gone_first_pooled),
+          TEST_CASE(test_times_far_from_zero_and_apart),
+          TEST_CASE(test_times_far_from_zero_and_apart_pooled),
+          TEST_CASE(test_interval_kept_in_tenths),
+          TEST_CASE(test_interval_kept_in_tenths_pooled),
+          TEST_CASE(test_many_members_grow_and_list),
+          TEST_CASE(test_many_members_grow_and_list_pooled),
+          TEST_CASE(test_vouch_adds_unknown),
+          TEST_CASE(test_vouch_adds_unknown_pooled),
+          TEST_CASE(test_vouch_alive_needs_newer_incarnation),
+          TEST_CASE(test_vouch_alive_needs_newer_incarnation_pooled),
+          TEST_CASE(test_vouch_clears_suspicion),
+          TEST_CASE(test_vouch_clears_suspicion_pooled),
+          TEST_CASE(test_vouch_cannot_revive_same_incarnation),
+          TEST_CASE(test_vouch_cannot_revive_same_incarnation_pooled),
+          TEST_CASE(test_ask_once_per_failed_incarnation),
+          TEST_CASE(test_ask_once_per_failed_incarnation_pooled),
+          TEST_CASE(test_bucket_and_tag), TEST_CASE(test_bucket_and_tag_pooled),
+          TEST_CASE(test_sub_buckets), TEST_CASE(test_sub_buckets_pooled),
+          TEST_CASE(test_digest_follows_changes),
+          TEST_CASE(test_digest_follows_changes_pooled),
+          TEST_CASE(test_digest_follows_eviction),
+          TEST_CASE(test_digest_follows_eviction_pooled),
+          TEST_CASE(test_digest_independent_of_order),
+          TEST_CASE(test_digest_independent_of_order_pooled),
+          TEST_CASE(test_floor_extends_silence),
+          TEST_CASE(test_floor_extends_silence_pooled),
+          TEST_CASE(test_floor_below_interval_changes_nothing),
+          TEST_CASE(test_floor_below_interval_changes_nothing_pooled))
