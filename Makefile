@@ -59,8 +59,8 @@ clean:
 
 # Speed and memory (tests/sim/bench.py): the simulator, built for speed in
 # $(BENCH_BUILD), runs 1,000 nodes x 1,000 messages under each scenario and
-# prints the figures; BENCH_BIG=1 adds 10,000 nodes steady (about 10 GB of
-# memory and about a minute).
+# prints the figures; BENCH_BIG=1 adds 10,000 nodes steady (about 5 GB of
+# memory and under a minute).
 BENCH_BUILD ?= build-bench
 .PHONY: bench
 bench: deps-test
