@@ -192,8 +192,6 @@ static const uint8_t *id_of(const pm_msgcache *c, const entry *e) {
 /* Keeps `frame` in the pool: one copy for every cache that has it. */
 static int put_pooled(pm_msgcache *c, entry *e, const uint8_t *frame,
                       size_t len) {
-  if (len < c->var_offset + PM_MSGCACHE_VAR_LEN)
-    return PM_ERR_INVAL;
   uint32_t h = pm_idpool_ref_data(c->pool, frame + c->id_offset, frame, len);
   if (h == PM_IDPOOL_NONE)
     return PM_ERR_NOMEM;
@@ -206,8 +204,9 @@ int pm_msgcache_put(pm_msgcache *c, const uint8_t *frame, size_t len,
                     int background, uint64_t now) {
   /* No sweep by age here (one more cache miss per message): the byte
    * budget bounds the cache, and the node sweeps on its timer. */
-  if (len < c->id_offset + PM_MSG_ID_LEN)
-    return PM_ERR_INVAL;
+  if (len < c->id_offset + PM_MSG_ID_LEN ||
+      (c->pool && len < c->var_offset + PM_MSGCACHE_VAR_LEN))
+    return PM_ERR_INVAL; /* before anything is evicted for it */
   if (len > c->max_bytes || len > UINT32_MAX)
     return 0;
   while (c->count && c->bytes + len > c->max_bytes)

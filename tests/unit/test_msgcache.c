@@ -320,6 +320,29 @@ static void test_memory_within_twice_the_budget(void) {
 
 /* Two caches share a pool: one copy of a frame, each cache with its own
  * bytes at VAR; the copy goes when neither holds the frame. */
+/* With a pool, a frame too short to hold the bytes at var_offset is
+ * refused before it makes room: what the cache held stays. */
+static void test_pool_refuses_short_frame_first(void) {
+  pm_idpool *p = pm_idpool_new(NULL);
+  enum { LONG = MIN_FRAME + 20 };
+  pm_msgcache *c = pm_msgcache_new(NULL, p, LONG, 60000, OFF, LONG - 2);
+  uint8_t id[PM_MSG_ID_LEN], frame[LONG];
+  make_id(id, 1);
+  make_frame(frame, LONG, id, 0x11);
+  CHECK_INT(pm_msgcache_put(c, frame, LONG, 0, 0), 0);
+  make_id(id, 2);
+  make_frame(frame, LONG - 1, id, 0x22);
+  CHECK_INT(pm_msgcache_put(c, frame, LONG - 1, 0, 0), PM_ERR_INVAL);
+  CHECK_INT(pm_msgcache_count(c), 1);
+  make_id(id, 1);
+  size_t len = 0;
+  CHECK(pm_msgcache_get(c, id, &len, 1) != NULL);
+  CHECK_INT(len, LONG);
+  pm_msgcache_free(c);
+  CHECK_INT(pm_idpool_count(p), 0);
+  pm_idpool_free(p);
+}
+
 static void test_pool_shared_by_caches(void) {
   pm_idpool *p = pm_idpool_new(NULL);
   pm_msgcache *a = pm_msgcache_new(NULL, p, 1000, 60000, OFF, VAR);
@@ -407,4 +430,5 @@ TEST_MAIN(TEST_CASE(test_memory_within_twice_the_budget),
           TEST_CASE(test_byte_budget_evicts_oldest_pooled),
           TEST_CASE(test_many_entries_grow_and_free),
           TEST_CASE(test_many_entries_grow_and_free_pooled),
-          TEST_CASE(test_pool_shared_by_caches))
+          TEST_CASE(test_pool_shared_by_caches),
+          TEST_CASE(test_pool_refuses_short_frame_first))
